@@ -1,0 +1,86 @@
+"""Load tables (CSV, CSV.gz, parquet) and validate them, with one-line errors.
+
+Every problem with the user's input raises `DataError`, whose message is a single line; command-line entry
+points print it and exit with code 2 (`exit_on_data_error`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+
+class DataError(Exception):
+    """Bad input: a missing or unreadable file, an empty table, mismatching columns, an unreadable value."""
+
+
+@contextmanager
+def exit_on_data_error():
+    """Turn a `DataError` into `error: <message>` on stderr and exit code 2 (no traceback)."""
+    try:
+        yield
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a CSV (optionally gzipped) or parquet file into a DataFrame, as pandas reads it by default."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        if path.suffix == ".parquet":
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(path, low_memory=False)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty") from None
+    except Exception as err:  # parser, codec and I/O errors all mean the same to the user
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{path}: cannot read the table ({message})") from None
+    if len(df) == 0 or len(df.columns) == 0:
+        raise DataError(f"{path}: the table has no rows")
+    return df
+
+
+def check_context_key(df: pd.DataFrame, context_key: str | None, name: str) -> None:
+    """Require the context key column (sequential data) to be present and complete."""
+    if context_key is None:
+        return
+    if context_key not in df.columns:
+        raise DataError(f"{name}: no context key column '{context_key}'")
+    if df[context_key].isna().any():
+        raise DataError(f"{name}: the context key column '{context_key}' has empty values")
+
+
+def align_to_training(training: pd.DataFrame, other: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Return `other` with the training data's columns, in its order, and numeric where training is numeric.
+
+    Raises `DataError` when the column sets differ or a numeric column holds text that is not a number.
+    """
+    missing = [c for c in training.columns if c not in other.columns]
+    extra = [c for c in other.columns if c not in training.columns]
+    if missing or extra:
+        parts = ([f"missing {_names(missing)}"] if missing else []) + ([f"unexpected {_names(extra)}"] if extra else [])
+        raise DataError(f"{name}: columns differ from training ({'; '.join(parts)})")
+    other = other[list(training.columns)].copy()
+    for col in training.columns:
+        if pd.api.types.is_numeric_dtype(training[col]) and not pd.api.types.is_numeric_dtype(other[col]):
+            values = other[col]
+            numbers = pd.to_numeric(values, errors="coerce")
+            bad = numbers.isna() & values.notna() & (values.astype("string").str.strip() != "")
+            if bad.any():
+                raise DataError(f"{name}: column '{col}' is numeric in training but has the value {values[bad].iloc[0]!r}")
+            other[col] = numbers
+    return other
+
+
+
+def _names(cols: list) -> str:
+    shown = ", ".join(repr(c) for c in cols[:5])
+    return shown + (f" and {len(cols) - 5} more" if len(cols) > 5 else "")

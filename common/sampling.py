@@ -1,0 +1,138 @@
+"""Which rows mostlyai-qa's accuracy looks at.
+
+For sequential data qa keeps one random pair of consecutive rows per group (`_sampling.sample_two_consecutive_rows`):
+the first row, at index `floor((len-1) * u)`, is uniform over rows `0 .. len-2` (row 0 for groups of one row), the
+second row is the one after it. Univariate, bivariate and trivariate tables use the first row (plus the group's
+sequence length); the "next-row" coherence tables pair it with the second one. Flat data: every row, no second.
+
+Two ways to pick those rows, both returned as a `Frame`:
+- `QaDraws(seed)` replays qa.report's draws from numpy's global random state after `qa.set_random_state(seed)`,
+  in qa's order (training, holdout, synthetic frames; coherence and embedding shuffles; the trivariate sample),
+  so that the numbers equal qa's own;
+- `expected_frame` takes every candidate pair with its probability as weight, the expectation over qa's draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+MAX_SEQUENCE_LENGTH_COHERENCE = 100  # qa keeps at most this many random rows per sequence for coherence
+MAX_SEQUENCE_LENGTH_EMBEDDINGS = 100
+
+
+@dataclass(frozen=True)
+class Groups:
+    """A table's sequences in qa's (sorted key) order: group `g` is rows `order[start[g] : start[g] + length[g]]`."""
+
+    order: np.ndarray  # int64, row indices grouped, original row order within a group
+    start: np.ndarray  # int64
+    length: np.ndarray  # int64
+    row_group: np.ndarray  # int64, the group of each row
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.length)
+
+
+def group_rows(keys: pd.Series | np.ndarray | None, n_rows: int) -> Groups:
+    """Groups of a table by its context key; without a key every row is a group of its own."""
+    if keys is None:
+        rows = np.arange(n_rows, dtype=np.int64)
+        return Groups(rows, rows, np.ones(n_rows, dtype=np.int64), rows)
+    row_group = pd.factorize(pd.Series(keys), sort=True)[0].astype(np.int64)
+    order = np.argsort(row_group, kind="stable")
+    length = np.bincount(row_group)
+    start = np.concatenate([[0], np.cumsum(length)[:-1]])
+    return Groups(order, start, length, row_group)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """qa's accuracy rows: `first` row, `second` row after it (-1: none), its group, and weight (None: 1 each)."""
+
+    first: np.ndarray  # int64
+    second: np.ndarray  # int64
+    group: np.ndarray  # int64
+    weight: np.ndarray | None
+
+    @property
+    def total_weight(self) -> float:
+        return float(len(self.first)) if self.weight is None else float(self.weight.sum())
+
+
+def _frame_at(groups: Groups, index_in_group: np.ndarray, group: np.ndarray, weight) -> Frame:
+    first = groups.order[groups.start[group] + index_in_group]
+    has_second = index_in_group + 1 < groups.length[group]
+    second = np.where(has_second, groups.order[groups.start[group] + np.minimum(index_in_group + 1, groups.length[group] - 1)], -1)
+    return Frame(first, second, group, weight)
+
+
+def expected_frame(groups: Groups) -> Frame:
+    """All candidate pairs: rows 0..len-2 of each group (row 0 alone for a single row), weight 1 / (len - 1)."""
+    n_candidates = np.maximum(groups.length - 1, 1)
+    group = np.repeat(np.arange(groups.n_groups), n_candidates)
+    index_in_group = np.arange(len(group)) - np.repeat(np.cumsum(n_candidates) - n_candidates, n_candidates)
+    weight = None if (n_candidates == 1).all() else (1.0 / n_candidates)[group]
+    return _frame_at(groups, index_in_group, group, weight)
+
+
+class QaDraws:
+    """Replays qa.report's draws from numpy's global random state, after `qa.set_random_state(seed)`.
+
+    Call the methods in qa's order: `frame` for training, holdout (if any), synthetic; then, for sequential data,
+    `coherence_rows` for original (training + holdout) and synthetic; then `skip_embedding_draws`; then
+    `trivariate_order`. Draws that only shuffle rows are made (to advance the state) and discarded.
+    """
+
+    def __init__(self, seed: int):
+        self.random = np.random.RandomState(seed)
+
+    def frame(self, groups: Groups) -> Frame:
+        """`prepare_data_for_accuracy`: shuffle the groups, then one random pair of consecutive rows per group."""
+        self.random.permutation(groups.n_groups)
+        u = self.random.random_sample(groups.n_groups)
+        index_in_group = ((groups.length - 1) * u).astype(np.int64)
+        return _frame_at(groups, index_in_group, np.arange(groups.n_groups), None)
+
+    def coherence_rows(self, groups: Groups) -> np.ndarray:
+        """`prepare_data_for_coherence`: the rows kept (at most 100 random rows per sequence), in table order."""
+        self.random.permutation(groups.n_groups)
+        shuffled = self.random.permutation(len(groups.row_group))
+        return _first_per_group(shuffled, groups.row_group, MAX_SEQUENCE_LENGTH_COHERENCE)
+
+    def skip_embedding_draws(self, tables: list[Groups], sequential: bool, q95_length: float) -> None:
+        """`prepare_data_for_embeddings` for synthetic, training, holdout (in that order): draws only."""
+        sizes = []
+        for groups in tables:
+            if sequential:
+                for length in groups.length:  # groupby(key).sample(frac=1), groups in key order
+                    self.random.permutation(length)
+                cap = np.ceil(min(q95_length, MAX_SEQUENCE_LENGTH_EMBEDDINGS))
+                sizes.append(int(np.minimum(groups.length, cap).sum()))
+            else:
+                sizes.append(len(groups.row_group))
+        for size in sizes:  # .sample(n=min(sizes)) draws a full permutation
+            self.random.permutation(size)
+
+    def trivariate_order(self, n_triples: int) -> np.ndarray:
+        """`calculate_trivariate_columns`: the shuffle of all column triples (qa keeps the first 10,000)."""
+        return self.random.permutation(n_triples)
+
+
+def _first_per_group(rows_in_order: np.ndarray, row_group: np.ndarray, cap: int) -> np.ndarray:
+    """Rows whose rank within their group, in the given order, is below `cap`; returned sorted."""
+    group = row_group[rows_in_order]
+    by_group = np.argsort(group, kind="stable")
+    sorted_group = group[by_group]
+    first_of_group = np.searchsorted(sorted_group, sorted_group, side="left")
+    rank = np.empty(len(group), dtype=np.int64)
+    rank[by_group] = np.arange(len(group)) - first_of_group
+    return np.sort(rows_in_order[rank < cap])
+
+
+def expected_coherence_rows(groups: Groups) -> np.ndarray:
+    """Deterministic stand-in for `QaDraws.coherence_rows`: the first 100 rows of each sequence."""
+    return _first_per_group(np.arange(len(groups.row_group)), groups.row_group, MAX_SEQUENCE_LENGTH_COHERENCE)
