@@ -62,7 +62,7 @@ class ColumnBins:
         """Codes (int16, one per row) of `values` in these bins."""
         if self.kind == "categorical":
             strings = _as_category_strings(values)
-            codes = pd.Categorical(strings, categories=list(self.breaks)).codes.astype(np.int16)
+            codes = pd.Index(self.breaks).get_indexer(strings).astype(np.int16)
             codes[codes < 0] = self.breaks.index(OTHER_BIN)
             return codes
         x, missing = _as_float(values) if self.kind == "numeric" else _as_ns(values)

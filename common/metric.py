@@ -27,7 +27,7 @@ import pandas as pd
 
 from common.binning import OTHER_BIN, ColumnBins, fit_bins
 from common.io import DataError
-from common.sampling import Frame, Groups, QaDraws, expected_coherence_rows, expected_frame, group_rows
+from common.sampling import Frame, Groups, QaDraws, TextTokens, expected_coherence_rows, expected_frame, group_rows
 from common.tables import TableSet, table_accuracies
 
 MAX_COLUMNS = 300
@@ -71,26 +71,34 @@ def evaluate(
 ) -> Scores:
     """Score `synthetic` against `training` (and `holdout`), as qa.report does. Tables must share columns."""
     tables = {"training": training, "holdout": holdout, "synthetic": synthetic}
-    groups = {name: group_rows(df[context_key] if context_key else None, len(df)) for name, df in tables.items() if df is not None}
+    tables = {name: df for name, df in tables.items() if df is not None}
+    groups = {name: group_rows(df[context_key] if context_key else None, len(df)) for name, df in tables.items()}
     _check_sizes(groups)
+    originals = [n for n in ("training", "holdout") if n in tables]
     data_cols = sorted(c for c in training.columns if c != context_key)[:MAX_COLUMNS]
     sequential = context_key is not None and groups["training"].n_groups < len(training)  # qa's "1:N" setup
     tgt_names = ([SEQUENCE_LENGTH] if sequential else []) + data_cols
     n_triples = _n_triples(len(tgt_names))
-    originals = [n for n in ("training", "holdout") if tables[n] is not None]
+    tokens = TextTokens(seed)
 
-    # which rows qa looks at: replayed draws, or all candidates with their probabilities
+    # the rows qa looks at (replayed draws, or all candidates weighted), as qa's prepared frames of values
     if mode == "replicate":
         draws = QaDraws(seed)
         frames = {name: draws.frame(groups[name]) for name in [*originals, "synthetic"]}
     else:
-        frames = {name: expected_frame(groups[name]) for name in groups}
-    coherence_data = None
+        frames = {name: expected_frame(groups[name]) for name in tables}
+    prepared = {
+        name: _prepared_frame(tables[name], frames[name], groups[name], data_cols, sequential, tokens)
+        for name in [*originals, "synthetic"]
+    }
+    coherence = None
     if sequential and len(training.columns) > 1:
         original = pd.concat([tables[n] for n in originals], ignore_index=True)
-        original_groups = group_rows(original[context_key], len(original))
         pick = draws.coherence_rows if mode == "replicate" else expected_coherence_rows
-        coherence_data = [(original, pick(original_groups)), (synthetic, pick(groups["synthetic"]))]
+        coherence = [
+            _coherence_values(df.iloc[pick(group_rows(df[context_key], len(df)))], context_key, tokens)
+            for df in (original, synthetic)
+        ]
     if mode == "replicate":
         chosen = None
         if n_triples > MAX_TRIVARIATES:
@@ -100,26 +108,30 @@ def evaluate(
     else:
         chosen = None if n_triples <= MAX_TRIVARIATES else np.sort(np.random.default_rng(seed).choice(n_triples, MAX_TRIVARIATES, replace=False))
 
-    # codes of the frame rows: first rows in the columns' bins, second rows in the next-row columns' bins
-    ori_codes, syn_codes, n_codes = _frame_codes(tables, frames, groups, originals, data_cols, sequential)
+    # bins from the original frames, codes of every frame
+    original = pd.concat([prepared[n] for n in originals], ignore_index=True)
     ori_weight = _concat_weights([frames[n] for n in originals])
-    syn_weight = frames["synthetic"].weight
+    bins = [fit_bins(original[col], N_BINS, ori_weight) for col in original.columns]
+    ori_codes = _encode(original, bins)
+    syn_codes = _encode(prepared["synthetic"], bins)
 
     table_cols, kinds = _accuracy_tables(tgt_names, len(data_cols) if sequential else 0, chosen)
-    table_set = TableSet.build(table_cols, n_codes)
+    table_set = TableSet.build(table_cols, np.array([b.n_codes for b in bins]))
     accuracy, accuracy_max = table_accuracies(
-        table_set.offsets, table_set.histogram(ori_codes, ori_weight), table_set.histogram(syn_codes, syn_weight),
-        round_to=5 if mode == "replicate" else None,
+        table_set.offsets,
+        table_set.histogram(ori_codes, ori_weight),
+        table_set.histogram(syn_codes, frames["synthetic"].weight),
+        round_to=_rounding(mode),
     )
-    names = np.array(tgt_names + ([f"nxt::{c}" for c in data_cols] if sequential else []), dtype=object)
+    names = list(original.columns)
     detail = pd.DataFrame({
         "kind": kinds,
         "columns": [tuple(names[c] for c in cols) for cols in table_cols],
         "accuracy": accuracy,
         "accuracy_max": accuracy_max,
     })
-    if coherence_data is not None:
-        detail = pd.concat([detail, _coherence_tables(coherence_data, context_key, mode)], ignore_index=True)
+    if coherence is not None:
+        detail = pd.concat([detail, _coherence_tables(*coherence, context_key, mode)], ignore_index=True)
     return _aggregate(detail)
 
 
@@ -133,40 +145,31 @@ def _n_triples(k: int) -> int:
     return k * (k - 1) * (k - 2) // 6
 
 
-def _frame_codes(tables, frames: dict[str, Frame], groups, originals, data_cols, sequential):
-    """Code matrices (rows x columns, int16, column-major) of the original and synthetic frames."""
-    ori_frames = [frames[n] for n in originals]
-    ori_weight = _concat_weights(ori_frames)
-    columns: list[tuple[np.ndarray, np.ndarray, int]] = []  # (original codes, synthetic codes, number of codes)
-
-    def add(bins: ColumnBins, rows_of: str) -> None:
-        def codes(name):
-            frame = frames[name]
-            full = bins.encode(tables[name][col])
-            rows = frame.first if rows_of == "first" else frame.second
-            return np.where(rows >= 0, full[np.maximum(rows, 0)], bins.n_codes - 1).astype(np.int16)
-
-        columns.append((np.concatenate([codes(n) for n in originals]), codes("synthetic"), bins.n_codes))
-
+def _prepared_frame(table, frame: Frame, groups: Groups, data_cols, sequential: bool, tokens: TextTokens) -> pd.DataFrame:
+    """qa's prepared accuracy frame: [sequence length], the first rows' values, [the next rows' values]."""
+    columns = {}
     if sequential:
-        lengths = {n: pd.Series(groups[n].length[frames[n].group]) for n in frames}
-        bins = fit_bins(pd.concat([lengths[n] for n in originals], ignore_index=True), N_BINS, ori_weight)
-        columns.append((
-            np.concatenate([bins.encode(lengths[n]) for n in originals]), bins.encode(lengths["synthetic"]), bins.n_codes
-        ))
-    for rows_of in ("first", "second") if sequential else ("first",):
+        columns[SEQUENCE_LENGTH] = pd.Series(groups.length[frame.group])
+    for col in data_cols:
+        columns[col] = tokens(_values_at(table[col], frame.first))
+    if sequential:
         for col in data_cols:
-            values = pd.concat([_values_at(tables[n][col], getattr(frames[n], rows_of)) for n in originals], ignore_index=True)
-            add(fit_bins(values, N_BINS, ori_weight), rows_of)
-    ori = np.asfortranarray(np.stack([c[0] for c in columns], axis=1))
-    syn = np.asfortranarray(np.stack([c[1] for c in columns], axis=1))
-    return ori, syn, np.array([c[2] for c in columns])
+            columns[f"nxt::{col}"] = tokens(_values_at(table[col], frame.second))
+    return pd.DataFrame(columns)
 
 
 def _values_at(values: pd.Series, rows: np.ndarray) -> pd.Series:
     """`values` at `rows`, missing where a row is -1 (no next row)."""
     picked = values.iloc[np.maximum(rows, 0)].reset_index(drop=True)
     return picked.where(pd.Series(rows >= 0)) if (rows < 0).any() else picked
+
+
+def _encode(frame: pd.DataFrame, bins: list[ColumnBins]) -> np.ndarray:
+    """Codes of a prepared frame (rows x columns, int16, column-major)."""
+    codes = np.empty((len(frame), len(bins)), dtype=np.int16, order="F")
+    for j, col in enumerate(frame.columns):
+        codes[:, j] = bins[j].encode(frame[col])
+    return codes
 
 
 def _concat_weights(frames: list[Frame]) -> np.ndarray | None:
@@ -202,10 +205,14 @@ def _qa_ordered_triples(tgt_names: list[str]) -> np.ndarray:
     return triples[np.lexsort((triples[:, 2], triples[:, 1], triples[:, 0]))]
 
 
-def _coherence_tables(data, context_key: str, mode: Mode) -> pd.DataFrame:
+def _coherence_values(table: pd.DataFrame, context_key: str, tokens: TextTokens) -> pd.DataFrame:
+    """qa's prepared coherence data: the kept rows, text-like columns as tokens (in qa's row order)."""
+    table = table.reset_index(drop=True)
+    return pd.DataFrame({c: table[c] if c == context_key else tokens(table[c]) for c in table.columns})
+
+
+def _coherence_tables(original: pd.DataFrame, synthetic: pd.DataFrame, context_key: str, mode: Mode) -> pd.DataFrame:
     """Distinct-categories-per-sequence and sequences-per-category accuracies, one table per column each."""
-    (original, ori_rows), (synthetic, syn_rows) = data
-    original, synthetic = original.iloc[ori_rows], synthetic.iloc[syn_rows]
     ori_groups = group_rows(original[context_key], len(original))
     syn_groups = group_rows(synthetic[context_key], len(synthetic))
     rows = []

@@ -10,14 +10,21 @@ Two ways to pick those rows, both returned as a `Frame`:
   in qa's order (training, holdout, synthetic frames; coherence and embedding shuffles; the trivariate sample),
   so that the numbers equal qa's own;
 - `expected_frame` takes every candidate pair with its probability as weight, the expectation over qa's draws.
+
+Text-like columns (more than 5 % of the rows hold a value seen once) are replaced by one random token of each
+value (`TextTokens`, qa's `sample_text_tokens`), drawn from Python's random state in qa's row order: frames and
+coherence rows therefore come in that order.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from common.binning import column_kind
 
 MAX_SEQUENCE_LENGTH_COHERENCE = 100  # qa keeps at most this many random rows per sequence for coherence
 MAX_SEQUENCE_LENGTH_EMBEDDINGS = 100
@@ -58,10 +65,6 @@ class Frame:
     group: np.ndarray  # int64
     weight: np.ndarray | None
 
-    @property
-    def total_weight(self) -> float:
-        return float(len(self.first)) if self.weight is None else float(self.weight.sum())
-
 
 def _frame_at(groups: Groups, index_in_group: np.ndarray, group: np.ndarray, weight) -> Frame:
     first = groups.order[groups.start[group] + index_in_group]
@@ -91,14 +94,20 @@ class QaDraws:
         self.random = np.random.RandomState(seed)
 
     def frame(self, groups: Groups) -> Frame:
-        """`prepare_data_for_accuracy`: shuffle the groups, then one random pair of consecutive rows per group."""
-        self.random.permutation(groups.n_groups)
+        """`prepare_data_for_accuracy`: shuffle the groups, then one random pair of consecutive rows per group.
+
+        The frame lists the groups in qa's shuffled order (groups by first appearance, permuted); the draw `u`
+        of each group is taken in sorted key order, as qa's `groupby` does.
+        """
+        shuffle = self.random.permutation(groups.n_groups)
         u = self.random.random_sample(groups.n_groups)
         index_in_group = ((groups.length - 1) * u).astype(np.int64)
-        return _frame_at(groups, index_in_group, np.arange(groups.n_groups), None)
+        by_appearance = np.argsort(groups.order[groups.start], kind="stable")
+        group = by_appearance[shuffle]
+        return _frame_at(groups, index_in_group[group], group, None)
 
     def coherence_rows(self, groups: Groups) -> np.ndarray:
-        """`prepare_data_for_coherence`: the rows kept (at most 100 random rows per sequence), in table order."""
+        """`prepare_data_for_coherence`: the rows kept (at most 100 random rows per sequence), in qa's order."""
         self.random.permutation(groups.n_groups)
         shuffled = self.random.permutation(len(groups.row_group))
         return _first_per_group(shuffled, groups.row_group, MAX_SEQUENCE_LENGTH_COHERENCE)
@@ -123,16 +132,52 @@ class QaDraws:
 
 
 def _first_per_group(rows_in_order: np.ndarray, row_group: np.ndarray, cap: int) -> np.ndarray:
-    """Rows whose rank within their group, in the given order, is below `cap`; returned sorted."""
+    """Rows whose rank within their group, in the given order, is below `cap`; in the given order."""
     group = row_group[rows_in_order]
     by_group = np.argsort(group, kind="stable")
     sorted_group = group[by_group]
     first_of_group = np.searchsorted(sorted_group, sorted_group, side="left")
     rank = np.empty(len(group), dtype=np.int64)
     rank[by_group] = np.arange(len(group)) - first_of_group
-    return np.sort(rows_in_order[rank < cap])
+    return rows_in_order[rank < cap]
 
 
 def expected_coherence_rows(groups: Groups) -> np.ndarray:
     """Deterministic stand-in for `QaDraws.coherence_rows`: the first 100 rows of each sequence."""
     return _first_per_group(np.arange(len(groups.row_group)), groups.row_group, MAX_SEQUENCE_LENGTH_COHERENCE)
+
+
+def is_text_like(values: pd.Series) -> bool:
+    """qa's text heuristic: a categorical column where more than 5 % of the (non-missing) rows hold a unique value."""
+    if column_kind(values) != "categorical":
+        return False
+    values = values.astype(object)
+    return bool(values.value_counts().eq(1).reindex(values).mean() > 0.05)
+
+
+class TextTokens:
+    """qa's `sample_text_tokens`: each value of a text-like column becomes one random token of it (GPT-2 tokens).
+
+    Draws come from `random.Random(seed)`, as Python's global random state after `qa.set_random_state(seed)`;
+    call it on the columns in qa's order. qa's own tokenizer (shipped with mostlyai-qa) is loaded on first use.
+    """
+
+    def __init__(self, seed: int):
+        self.random = random.Random(seed)
+        self._tokenizer = None
+
+    def __call__(self, values: pd.Series) -> pd.Series:
+        if not is_text_like(values):
+            return values
+        if self._tokenizer is None:
+            from mostlyai.qa.assets import load_tokenizer
+
+            self._tokenizer = load_tokenizer()
+
+        def one_token(text):
+            if pd.isna(text) or text == "":
+                return None
+            tokens = [t.replace("Ġ", "▁") for t in self._tokenizer.tokenize(str(text))]
+            return self.random.choice(tokens)
+
+        return values.astype(object).map(one_token)
