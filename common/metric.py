@@ -25,9 +25,18 @@ import numba
 import numpy as np
 import pandas as pd
 
-from common.binning import OTHER_BIN, ColumnBins, fit_bins
+from common.binning import OTHER_BIN, ColumnBins, ColumnData, column_kind, fit_bins
 from common.io import DataError
-from common.sampling import Frame, Groups, QaDraws, TextTokens, expected_coherence_rows, expected_frame, group_rows
+from common.sampling import (
+    Frame,
+    Groups,
+    QaDraws,
+    TextTokens,
+    expected_coherence_rows,
+    expected_frame,
+    group_rows,
+    is_text_like,
+)
 from common.tables import TableSet, table_accuracies
 
 MAX_COLUMNS = 300
@@ -70,35 +79,32 @@ def evaluate(
     seed: int = 1,
 ) -> Scores:
     """Score `synthetic` against `training` (and `holdout`), as qa.report does. Tables must share columns."""
-    tables = {"training": training, "holdout": holdout, "synthetic": synthetic}
-    tables = {name: df for name, df in tables.items() if df is not None}
-    groups = {name: group_rows(df[context_key] if context_key else None, len(df)) for name, df in tables.items()}
+    frames_of = {"training": training, "holdout": holdout, "synthetic": synthetic}
+    names = [n for n, df in frames_of.items() if df is not None]
+    originals = [n for n in ("training", "holdout") if n in names]
+    groups, original_groups = _groups(frames_of, originals, context_key)
     _check_sizes(groups)
-    originals = [n for n in ("training", "holdout") if n in tables]
     data_cols = sorted(c for c in training.columns if c != context_key)[:MAX_COLUMNS]
     sequential = context_key is not None and groups["training"].n_groups < len(training)  # qa's "1:N" setup
+    coherence_cols = [c for c in training.columns if c != context_key] if sequential and len(training.columns) > 1 else []
+    kinds = {c: column_kind(training[c]) for c in training.columns if c != context_key}
+    columns = {n: {c: ColumnData.of(frames_of[n][c], kinds[c]) for c in dict.fromkeys(data_cols + coherence_cols)} for n in names}
     tgt_names = ([SEQUENCE_LENGTH] if sequential else []) + data_cols
     n_triples = _n_triples(len(tgt_names))
     tokens = TextTokens(seed)
 
-    # the rows qa looks at (replayed draws, or all candidates weighted), as qa's prepared frames of values
+    # the rows qa looks at (replayed draws, or all candidates weighted), as qa's prepared frames
     if mode == "replicate":
         draws = QaDraws(seed)
-        frames = {name: draws.frame(groups[name]) for name in [*originals, "synthetic"]}
+        frames = {n: draws.frame(groups[n]) for n in [*originals, "synthetic"]}
     else:
-        frames = {name: expected_frame(groups[name]) for name in tables}
-    prepared = {
-        name: _prepared_frame(tables[name], frames[name], groups[name], data_cols, sequential, tokens)
-        for name in [*originals, "synthetic"]
-    }
+        frames = {n: expected_frame(groups[n]) for n in names}
+    prepared = {n: _prepared_frame(columns[n], frames[n], groups[n], data_cols, sequential, tokens) for n in [*originals, "synthetic"]}
     coherence = None
-    if sequential and len(training.columns) > 1:
-        original = pd.concat([tables[n] for n in originals], ignore_index=True)
+    if coherence_cols:
         pick = draws.coherence_rows if mode == "replicate" else expected_coherence_rows
-        coherence = [
-            _coherence_values(df.iloc[pick(group_rows(df[context_key], len(df)))], context_key, tokens)
-            for df in (original, synthetic)
-        ]
+        original = {c: ColumnData.concat([columns[n][c] for n in originals]) for c in coherence_cols}
+        coherence = [_coherence_values(cols, g, pick(g), tokens) for cols, g in ((original, original_groups), (columns["synthetic"], groups["synthetic"]))]
     if mode == "replicate":
         chosen = None
         if n_triples > MAX_TRIVARIATES:
@@ -109,13 +115,14 @@ def evaluate(
         chosen = None if n_triples <= MAX_TRIVARIATES else np.sort(np.random.default_rng(seed).choice(n_triples, MAX_TRIVARIATES, replace=False))
 
     # bins from the original frames, codes of every frame
-    original = pd.concat([prepared[n] for n in originals], ignore_index=True)
+    frame_cols = list(prepared["training"])
+    original = {c: ColumnData.concat([prepared[n][c] for n in originals]) for c in frame_cols}
     ori_weight = _concat_weights([frames[n] for n in originals])
-    bins = [fit_bins(original[col], N_BINS, ori_weight) for col in original.columns]
+    bins = [fit_bins(original[c], N_BINS, ori_weight) for c in frame_cols]
     ori_codes = _encode(original, bins)
     syn_codes = _encode(prepared["synthetic"], bins)
 
-    table_cols, kinds = _accuracy_tables(tgt_names, len(data_cols) if sequential else 0, chosen)
+    table_cols, table_kinds = _accuracy_tables(tgt_names, len(data_cols) if sequential else 0, chosen)
     table_set = TableSet.build(table_cols, np.array([b.n_codes for b in bins]))
     accuracy, accuracy_max = table_accuracies(
         table_set.offsets,
@@ -123,16 +130,30 @@ def evaluate(
         table_set.histogram(syn_codes, frames["synthetic"].weight),
         round_to=_rounding(mode),
     )
-    names = list(original.columns)
     detail = pd.DataFrame({
-        "kind": kinds,
-        "columns": [tuple(names[c] for c in cols) for cols in table_cols],
+        "kind": table_kinds,
+        "columns": [tuple(frame_cols[c] for c in cols) for cols in table_cols],
         "accuracy": accuracy,
         "accuracy_max": accuracy_max,
     })
     if coherence is not None:
-        detail = pd.concat([detail, _coherence_tables(*coherence, context_key, mode)], ignore_index=True)
+        detail = pd.concat([detail, _coherence_tables(*coherence, mode)], ignore_index=True)
     return _aggregate(detail)
+
+
+def _groups(frames_of: dict, originals: list[str], context_key: str | None) -> tuple[dict[str, Groups], Groups | None]:
+    """Each table's groups, and those of training + holdout together (coherence pools their sequences)."""
+    if context_key is None:
+        return {n: group_rows(None, len(df)) for n, df in frames_of.items() if df is not None}, None
+    keys = pd.concat([frames_of[n][context_key] for n in originals], ignore_index=True)
+    ids = pd.factorize(keys, sort=True)[0]  # one factorisation; sorted ids keep each table's key order
+    original_groups = group_rows(ids, len(ids))
+    groups = {"synthetic": group_rows(frames_of["synthetic"][context_key], len(frames_of["synthetic"]))}
+    start = 0
+    for n in originals:
+        groups[n] = group_rows(ids[start : start + len(frames_of[n])], len(frames_of[n]))
+        start += len(frames_of[n])
+    return groups, original_groups
 
 
 def _check_sizes(groups: dict[str, Groups]) -> None:
@@ -145,30 +166,26 @@ def _n_triples(k: int) -> int:
     return k * (k - 1) * (k - 2) // 6
 
 
-def _prepared_frame(table, frame: Frame, groups: Groups, data_cols, sequential: bool, tokens: TextTokens) -> pd.DataFrame:
+def _prepared_frame(columns: dict[str, ColumnData], frame: Frame, groups: Groups, data_cols, sequential: bool, tokens: TextTokens) -> dict[str, ColumnData]:
     """qa's prepared accuracy frame: [sequence length], the first rows' values, [the next rows' values]."""
-    columns = {}
+    prepared = {}
     if sequential:
-        columns[SEQUENCE_LENGTH] = pd.Series(groups.length[frame.group])
+        lengths = groups.length[frame.group].astype(np.float64)
+        prepared[SEQUENCE_LENGTH] = ColumnData("numeric", lengths, np.zeros(len(lengths), dtype=bool))
     for col in data_cols:
-        columns[col] = tokens(_values_at(table[col], frame.first))
+        prepared[col] = tokens(columns[col].take(frame.first))
     if sequential:
         for col in data_cols:
-            columns[f"nxt::{col}"] = tokens(_values_at(table[col], frame.second))
-    return pd.DataFrame(columns)
+            prepared[f"nxt::{col}"] = tokens(columns[col].take(frame.second))
+    return prepared
 
 
-def _values_at(values: pd.Series, rows: np.ndarray) -> pd.Series:
-    """`values` at `rows`, missing where a row is -1 (no next row)."""
-    picked = values.iloc[np.maximum(rows, 0)].reset_index(drop=True)
-    return picked.where(pd.Series(rows >= 0)) if (rows < 0).any() else picked
-
-
-def _encode(frame: pd.DataFrame, bins: list[ColumnBins]) -> np.ndarray:
+def _encode(frame: dict[str, ColumnData], bins: list[ColumnBins]) -> np.ndarray:
     """Codes of a prepared frame (rows x columns, int16, column-major)."""
-    codes = np.empty((len(frame), len(bins)), dtype=np.int16, order="F")
-    for j, col in enumerate(frame.columns):
-        codes[:, j] = bins[j].encode(frame[col])
+    columns = list(frame.values())
+    codes = np.empty((len(columns[0]), len(bins)), dtype=np.int16, order="F")
+    for j, column in enumerate(columns):
+        codes[:, j] = bins[j].encode(column)
     return codes
 
 
@@ -183,7 +200,7 @@ def _accuracy_tables(tgt_names: list[str], n_next: int, chosen_triples: np.ndarr
     k = len(tgt_names)
     uni = [(i,) for i in range(k)]
     bi = [(i, j) for i in range(k) for j in range(i + 1, k)]
-    tri = _qa_ordered_triples(tgt_names)
+    tri = qa_ordered_triples(tgt_names)
     if chosen_triples is not None:
         tri = tri[chosen_triples]
     tri = [tuple(t) for t in tri.tolist()]
@@ -193,7 +210,7 @@ def _accuracy_tables(tgt_names: list[str], n_next: int, chosen_triples: np.ndarr
     return uni + bi + tri + nxt, kinds
 
 
-def _qa_ordered_triples(tgt_names: list[str]) -> np.ndarray:
+def qa_ordered_triples(tgt_names: list[str]) -> np.ndarray:
     """All triples (positions) in qa's order: a cross join in column order, kept where names are increasing."""
     k = len(tgt_names)
     by_name = np.argsort(np.array([f"tgt::{n}" for n in tgt_names], dtype=object), kind="stable")
@@ -205,60 +222,60 @@ def _qa_ordered_triples(tgt_names: list[str]) -> np.ndarray:
     return triples[np.lexsort((triples[:, 2], triples[:, 1], triples[:, 0]))]
 
 
-def _coherence_values(table: pd.DataFrame, context_key: str, tokens: TextTokens) -> pd.DataFrame:
-    """qa's prepared coherence data: the kept rows, text-like columns as tokens (in qa's row order)."""
-    table = table.reset_index(drop=True)
-    return pd.DataFrame({c: table[c] if c == context_key else tokens(table[c]) for c in table.columns})
+def _coherence_values(columns: dict[str, ColumnData], groups: Groups, rows: np.ndarray, tokens: TextTokens):
+    """qa's prepared coherence data: the kept rows (in qa's order; text-like columns as tokens) and their groups."""
+    if len(rows) == len(groups.row_group) and not any(is_text_like(c) for c in columns.values()):
+        return columns, groups  # all rows kept, and their order only matters for drawing tokens
+    kept = {c: tokens(column.take(rows)) for c, column in columns.items()}
+    return kept, group_rows(groups.row_group[rows], len(rows))
 
 
-def _coherence_tables(original: pd.DataFrame, synthetic: pd.DataFrame, context_key: str, mode: Mode) -> pd.DataFrame:
+def _coherence_tables(original, synthetic, mode: Mode) -> pd.DataFrame:
     """Distinct-categories-per-sequence and sequences-per-category accuracies, one table per column each."""
-    ori_groups = group_rows(original[context_key], len(original))
-    syn_groups = group_rows(synthetic[context_key], len(synthetic))
+    (ori_columns, ori_groups), (syn_columns, syn_groups) = original, synthetic
     rows = []
-    for col in [c for c in original.columns if c != context_key]:
-        bins = fit_bins(original[col], N_BINS_COHERENCE)
-        ori_codes, syn_codes = bins.encode(original[col]), bins.encode(synthetic[col])
-        identity = np.arange(bins.n_codes, dtype=np.int64)
-        ori_distinct, ori_with_code = _distinct_per_group(ori_codes, ori_groups.order, ori_groups.start, ori_groups.length, identity, bins.n_codes)
+    for col, ori_column in ori_columns.items():
+        bins = fit_bins(ori_column, N_BINS_COHERENCE)
+        ori_masks = code_masks(bins.encode(ori_column), ori_groups.row_group, ori_groups.n_groups)
+        syn_masks = code_masks(bins.encode(syn_columns[col]), syn_groups.row_group, syn_groups.n_groups)
         # sequences per category: the 9 categories in most sequences, all others pooled into one slot
-        top = np.argsort(-ori_with_code, kind="stable")[:N_TOP_CATEGORIES]
-        other = bins.breaks.index(OTHER_BIN) if bins.kind == "categorical" else bins.n_codes
-        slots = np.full(bins.n_codes, other, dtype=np.int64)
-        slots[top] = top
-        n_slots = bins.n_codes + 1
-        _, ori_with_slot = _distinct_per_group(ori_codes, ori_groups.order, ori_groups.start, ori_groups.length, slots, n_slots)
-        syn_distinct, syn_with_slot = _distinct_per_group(syn_codes, syn_groups.order, syn_groups.start, syn_groups.length, slots, n_slots)
-        acc, acc_max = table_accuracies(np.array([0, n_slots]), ori_with_slot.astype(float), syn_with_slot.astype(float), _rounding(mode))
+        top = np.argsort(-sequences_with_codes(ori_masks, bins.n_codes), kind="stable")[:N_TOP_CATEGORIES]
+        other = bins.breaks.index(OTHER_BIN) if bins.kind == "categorical" else None
+        ori_slots, syn_slots = (_sequences_per_slot(m, top, other) for m in (ori_masks, syn_masks))
+        acc, acc_max = table_accuracies(np.array([0, len(ori_slots)]), ori_slots, syn_slots, _rounding(mode))
         rows.append(("sequences_per_category", (col,), acc[0], acc_max[0]))
         # distinct categories per sequence: the counts binned in 10 bins
-        count_bins = fit_bins(pd.Series(ori_distinct), N_BINS)
-        ori_hist = np.bincount(count_bins.encode(pd.Series(ori_distinct)), minlength=count_bins.n_codes).astype(float)
-        syn_hist = np.bincount(count_bins.encode(pd.Series(syn_distinct)), minlength=count_bins.n_codes).astype(float)
+        ori_counts, syn_counts = (
+            ColumnData("numeric", np.bitwise_count(m).astype(np.float64), np.zeros(len(m), dtype=bool)) for m in (ori_masks, syn_masks)
+        )
+        count_bins = fit_bins(ori_counts, N_BINS)
+        ori_hist = np.bincount(count_bins.encode(ori_counts), minlength=count_bins.n_codes).astype(float)
+        syn_hist = np.bincount(count_bins.encode(syn_counts), minlength=count_bins.n_codes).astype(float)
         acc, acc_max = table_accuracies(np.array([0, count_bins.n_codes]), ori_hist, syn_hist, _rounding(mode))
         rows.append(("categories_per_sequence", (col,), acc[0], acc_max[0]))
     return pd.DataFrame(rows, columns=["kind", "columns", "accuracy", "accuracy_max"])
 
 
 @numba.njit(cache=True)
-def _distinct_per_group(codes, order, start, length, slot_of_code, n_slots):
-    """Per group, the number of distinct codes; per slot, the number of groups holding a code of that slot."""
-    n_groups = len(length)
-    distinct = np.zeros(n_groups, dtype=np.int64)
-    groups_with = np.zeros(n_slots, dtype=np.int64)
-    last_code = np.full(len(slot_of_code), -1, dtype=np.int64)
-    last_slot = np.full(n_slots, -1, dtype=np.int64)
-    for g in range(n_groups):
-        for i in range(start[g], start[g] + length[g]):
-            code = codes[order[i]]
-            if last_code[code] != g:
-                last_code[code] = g
-                distinct[g] += 1
-            slot = slot_of_code[code]
-            if last_slot[slot] != g:
-                last_slot[slot] = g
-                groups_with[slot] += 1
-    return distinct, groups_with
+def code_masks(codes, row_group, n_groups):
+    """Per group, the set of codes its rows hold, as bits of a uint64 (codes < 64)."""
+    masks = np.zeros(n_groups, dtype=np.uint64)
+    for row in range(len(codes)):
+        masks[row_group[row]] |= np.uint64(1) << np.uint64(codes[row])
+    return masks
+
+
+def sequences_with_codes(masks: np.ndarray, n_codes: int) -> np.ndarray:
+    """For each code, the number of groups holding it."""
+    return np.array([np.count_nonzero(masks & np.uint64(1 << c)) for c in range(n_codes)], dtype=np.float64)
+
+
+def _sequences_per_slot(masks: np.ndarray, top: np.ndarray, other: int | None) -> np.ndarray:
+    """Groups holding each top code, and groups holding any other code (pooled with '(other)' if it is on top)."""
+    top_bits = np.uint64(sum(1 << int(c) for c in top))
+    other_bits = ~top_bits | (np.uint64(1 << other) if other is not None else np.uint64(0))
+    counts = sequences_with_codes(masks, int(max(top)) + 1)[[c for c in top if c != other]]
+    return np.append(counts, np.count_nonzero(masks & other_bits))
 
 
 def _rounding(mode: Mode) -> int | None:

@@ -21,10 +21,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pandas as pd
 
-from common.binning import column_kind
+from common.binning import ColumnData
 
 MAX_SEQUENCE_LENGTH_COHERENCE = 100  # qa keeps at most this many random rows per sequence for coherence
 MAX_SEQUENCE_LENGTH_EMBEDDINGS = 100
@@ -45,15 +46,26 @@ class Groups:
 
 
 def group_rows(keys: pd.Series | np.ndarray | None, n_rows: int) -> Groups:
-    """Groups of a table by its context key; without a key every row is a group of its own."""
+    """Groups of a table by its context key (sorted); without a key every row is a group of its own."""
     if keys is None:
         rows = np.arange(n_rows, dtype=np.int64)
         return Groups(rows, rows, np.ones(n_rows, dtype=np.int64), rows)
     row_group = pd.factorize(pd.Series(keys), sort=True)[0].astype(np.int64)
-    order = np.argsort(row_group, kind="stable")
     length = np.bincount(row_group)
-    start = np.concatenate([[0], np.cumsum(length)[:-1]])
-    return Groups(order, start, length, row_group)
+    start = np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64)
+    return Groups(_rows_by_group(row_group, start), start, length, row_group)
+
+
+@numba.njit(cache=True)
+def _rows_by_group(row_group, start):
+    """Counting sort: the rows grouped, in their original order within a group."""
+    order = np.empty(len(row_group), dtype=np.int64)
+    fill = start.copy()
+    for row in range(len(row_group)):
+        g = row_group[row]
+        order[fill[g]] = row
+        fill[g] += 1
+    return order
 
 
 @dataclass(frozen=True)
@@ -133,6 +145,8 @@ class QaDraws:
 
 def _first_per_group(rows_in_order: np.ndarray, row_group: np.ndarray, cap: int) -> np.ndarray:
     """Rows whose rank within their group, in the given order, is below `cap`; in the given order."""
+    if np.bincount(row_group).max(initial=0) <= cap:
+        return rows_in_order
     group = row_group[rows_in_order]
     by_group = np.argsort(group, kind="stable")
     sorted_group = group[by_group]
@@ -147,12 +161,12 @@ def expected_coherence_rows(groups: Groups) -> np.ndarray:
     return _first_per_group(np.arange(len(groups.row_group)), groups.row_group, MAX_SEQUENCE_LENGTH_COHERENCE)
 
 
-def is_text_like(values: pd.Series) -> bool:
+def is_text_like(column: ColumnData) -> bool:
     """qa's text heuristic: a categorical column where more than 5 % of the (non-missing) rows hold a unique value."""
-    if column_kind(values) != "categorical":
+    if column.kind != "categorical":
         return False
-    values = values.astype(object)
-    return bool(values.value_counts().eq(1).reindex(values).mean() > 0.05)
+    ids = column.values[~column.missing]
+    return len(ids) > 0 and bool((np.bincount(ids)[ids] == 1).mean() > 0.05)
 
 
 class TextTokens:
@@ -166,18 +180,16 @@ class TextTokens:
         self.random = random.Random(seed)
         self._tokenizer = None
 
-    def __call__(self, values: pd.Series) -> pd.Series:
-        if not is_text_like(values):
-            return values
+    def __call__(self, column: ColumnData) -> ColumnData:
+        if not is_text_like(column):
+            return column
         if self._tokenizer is None:
             from mostlyai.qa.assets import load_tokenizer
 
             self._tokenizer = load_tokenizer()
-
-        def one_token(text):
-            if pd.isna(text) or text == "":
-                return None
-            tokens = [t.replace("Ġ", "▁") for t in self._tokenizer.tokenize(str(text))]
-            return self.random.choice(tokens)
-
-        return values.astype(object).map(one_token)
+        tokens_of = [[t.replace("Ġ", "▁") for t in self._tokenizer.tokenize(str(text))] for text in column.categories]
+        picked = [
+            None if missing or column.categories[i] == "" else self.random.choice(tokens_of[i])
+            for i, missing in zip(column.values.tolist(), column.missing.tolist())
+        ]
+        return ColumnData.of(pd.Series(picked, dtype=object), "categorical")
