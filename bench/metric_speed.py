@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.problems import prize_flat  # noqa: E402
 from common.binning import fit_bins  # noqa: E402
 from common.io import align_to_training, read_table  # noqa: E402
-from common.metric import ASPECTS, MAX_TRIVARIATES, qa_ordered_triples, evaluate  # noqa: E402
+from common.metric import ASPECTS, evaluate  # noqa: E402
 from common.sampling import QaDraws, group_rows  # noqa: E402
-from common.tables import TableSet  # noqa: E402
+from common.tables import MAX_TRIVARIATES, TableSet, qa_ordered_triples  # noqa: E402
 
 PRIZE = Path(__file__).resolve().parents[2] / "shared" / "data" / "prize-sequential"
 SEED = 1

@@ -31,21 +31,21 @@ from common.sampling import (
     Frame,
     Groups,
     QaDraws,
+    SEQUENCE_LENGTH,
     TextTokens,
     expected_coherence_rows,
     expected_frame,
     group_rows,
     is_text_like,
+    prepared_frame,
 )
-from common.tables import TableSet, table_accuracies
+from common.tables import MAX_TRIVARIATES, TableSet, n_triples, qa_tables, table_accuracies
 
 MAX_COLUMNS = 300
-MAX_TRIVARIATES = 10_000
 N_BINS = 10
 N_BINS_COHERENCE = 30
 N_TOP_CATEGORIES = 9
 MIN_SYNTHETIC, MIN_TRAINING, MIN_HOLDOUT = 100, 90, 10  # qa's minimum sample sizes (rows or sequences)
-SEQUENCE_LENGTH = "Sequence Length"
 ASPECTS = ("univariate", "bivariate", "trivariate", "coherence")
 
 Mode = Literal["replicate", "expected"]
@@ -90,7 +90,7 @@ def evaluate(
     kinds = {c: column_kind(training[c]) for c in training.columns if c != context_key}
     columns = {n: {c: ColumnData.of(frames_of[n][c], kinds[c]) for c in dict.fromkeys(data_cols + coherence_cols)} for n in names}
     tgt_names = ([SEQUENCE_LENGTH] if sequential else []) + data_cols
-    n_triples = _n_triples(len(tgt_names))
+    n_tgt_triples = n_triples(len(tgt_names))
     tokens = TextTokens(seed)
 
     # the rows qa looks at (replayed draws, or all candidates weighted), as qa's prepared frames
@@ -99,7 +99,7 @@ def evaluate(
         frames = {n: draws.frame(groups[n]) for n in [*originals, "synthetic"]}
     else:
         frames = {n: expected_frame(groups[n]) for n in names}
-    prepared = {n: _prepared_frame(columns[n], frames[n], groups[n], data_cols, sequential, tokens) for n in [*originals, "synthetic"]}
+    prepared = {n: prepared_frame(columns[n], frames[n], groups[n], data_cols, sequential, tokens) for n in [*originals, "synthetic"]}
     coherence = None
     if coherence_cols:
         pick = draws.coherence_rows if mode == "replicate" else expected_coherence_rows
@@ -107,12 +107,12 @@ def evaluate(
         coherence = [_coherence_values(cols, g, pick(g), tokens) for cols, g in ((original, original_groups), (columns["synthetic"], groups["synthetic"]))]
     if mode == "replicate":
         chosen = None
-        if n_triples > MAX_TRIVARIATES:
+        if n_tgt_triples > MAX_TRIVARIATES:
             q95 = float(np.quantile(groups["training"].length, 0.95))
             draws.skip_embedding_draws([groups[n] for n in ("synthetic", *originals)], context_key is not None, q95)
-            chosen = draws.trivariate_order(n_triples)[:MAX_TRIVARIATES]
+            chosen = draws.trivariate_order(n_tgt_triples)[:MAX_TRIVARIATES]
     else:
-        chosen = None if n_triples <= MAX_TRIVARIATES else np.sort(np.random.default_rng(seed).choice(n_triples, MAX_TRIVARIATES, replace=False))
+        chosen = None if n_tgt_triples <= MAX_TRIVARIATES else np.sort(np.random.default_rng(seed).choice(n_tgt_triples, MAX_TRIVARIATES, replace=False))
 
     # bins from the original frames, codes of every frame
     frame_cols = list(prepared["training"])
@@ -122,7 +122,7 @@ def evaluate(
     ori_codes = _encode(original, bins)
     syn_codes = _encode(prepared["synthetic"], bins)
 
-    table_cols, table_kinds = _accuracy_tables(tgt_names, len(data_cols) if sequential else 0, chosen)
+    table_cols, table_kinds = qa_tables(tgt_names, len(data_cols) if sequential else 0, chosen)
     table_set = TableSet.build(table_cols, np.array([b.n_codes for b in bins]))
     accuracy, accuracy_max = table_accuracies(
         table_set.offsets,
@@ -162,24 +162,6 @@ def _check_sizes(groups: dict[str, Groups]) -> None:
             raise DataError(f"{name}: at least {minimum} rows (or sequences) are needed, found {groups[name].n_groups}")
 
 
-def _n_triples(k: int) -> int:
-    return k * (k - 1) * (k - 2) // 6
-
-
-def _prepared_frame(columns: dict[str, ColumnData], frame: Frame, groups: Groups, data_cols, sequential: bool, tokens: TextTokens) -> dict[str, ColumnData]:
-    """qa's prepared accuracy frame: [sequence length], the first rows' values, [the next rows' values]."""
-    prepared = {}
-    if sequential:
-        lengths = groups.length[frame.group].astype(np.float64)
-        prepared[SEQUENCE_LENGTH] = ColumnData("numeric", lengths, np.zeros(len(lengths), dtype=bool))
-    for col in data_cols:
-        prepared[col] = tokens(columns[col].take(frame.first))
-    if sequential:
-        for col in data_cols:
-            prepared[f"nxt::{col}"] = tokens(columns[col].take(frame.second))
-    return prepared
-
-
 def _encode(frame: dict[str, ColumnData], bins: list[ColumnBins]) -> np.ndarray:
     """Codes of a prepared frame (rows x columns, int16, column-major)."""
     columns = list(frame.values())
@@ -193,33 +175,6 @@ def _concat_weights(frames: list[Frame]) -> np.ndarray | None:
     if all(f.weight is None for f in frames):
         return None
     return np.concatenate([f.weight if f.weight is not None else np.ones(len(f.first)) for f in frames])
-
-
-def _accuracy_tables(tgt_names: list[str], n_next: int, chosen_triples: np.ndarray | None):
-    """Column tuples and kinds of qa's tables; triples in qa's enumeration order, then `chosen_triples` of them."""
-    k = len(tgt_names)
-    uni = [(i,) for i in range(k)]
-    bi = [(i, j) for i in range(k) for j in range(i + 1, k)]
-    tri = qa_ordered_triples(tgt_names)
-    if chosen_triples is not None:
-        tri = tri[chosen_triples]
-    tri = [tuple(t) for t in tri.tolist()]
-    # next-row pairs: each data column (after the sequence length) with its own next-row column
-    nxt = [(k - n_next + j, k + j) for j in range(n_next)]
-    kinds = ["univariate"] * len(uni) + ["bivariate"] * len(bi) + ["trivariate"] * len(tri) + ["next_row"] * len(nxt)
-    return uni + bi + tri + nxt, kinds
-
-
-def qa_ordered_triples(tgt_names: list[str]) -> np.ndarray:
-    """All triples (positions) in qa's order: a cross join in column order, kept where names are increasing."""
-    k = len(tgt_names)
-    by_name = np.argsort(np.array([f"tgt::{n}" for n in tgt_names], dtype=object), kind="stable")
-    i, j = np.triu_indices(k, 1)  # rank pairs a < b, then every c > b
-    repeats = k - 1 - j
-    a, b = np.repeat(i, repeats), np.repeat(j, repeats)
-    c = np.arange(len(a)) - np.repeat(np.cumsum(repeats) - repeats, repeats) + b + 1
-    triples = np.stack([by_name[a], by_name[b], by_name[c]], axis=1).astype(np.int32)
-    return triples[np.lexsort((triples[:, 2], triples[:, 1], triples[:, 0]))]
 
 
 def _coherence_values(columns: dict[str, ColumnData], groups: Groups, rows: np.ndarray, tokens: TextTokens):

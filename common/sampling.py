@@ -29,6 +29,7 @@ from common.binning import ColumnData
 
 MAX_SEQUENCE_LENGTH_COHERENCE = 100  # qa keeps at most this many random rows per sequence for coherence
 MAX_SEQUENCE_LENGTH_EMBEDDINGS = 100
+SEQUENCE_LENGTH = "Sequence Length"  # the column qa adds to sequential data
 
 
 @dataclass(frozen=True)
@@ -193,3 +194,21 @@ class TextTokens:
             for i, missing in zip(column.values.tolist(), column.missing.tolist())
         ]
         return ColumnData.of(pd.Series(picked, dtype=object), "categorical")
+
+
+def prepared_frame(columns: dict[str, ColumnData], frame: Frame, groups: Groups, data_cols, sequential: bool, tokens=None) -> dict[str, ColumnData]:
+    """qa's prepared accuracy frame: [sequence length], the first rows' values, [the next rows' values].
+
+    `tokens` (a `TextTokens`) turns text-like columns into tokens, as qa does; None keeps the values.
+    """
+    tokens = tokens or (lambda column: column)
+    prepared = {}
+    if sequential:
+        lengths = groups.length[frame.group].astype(np.float64)
+        prepared[SEQUENCE_LENGTH] = ColumnData("numeric", lengths, np.zeros(len(lengths), dtype=bool))
+    for col in data_cols:
+        prepared[col] = tokens(columns[col].take(frame.first))
+    if sequential:
+        for col in data_cols:
+            prepared[f"nxt::{col}"] = tokens(columns[col].take(frame.second))
+    return prepared

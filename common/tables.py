@@ -8,6 +8,8 @@ tables.
 
 `table_accuracies` turns two histograms into qa's per-table accuracy, `1 - L1 / 2` between the normalised
 tables, and qa's "max" accuracy (the expected accuracy of two samples of the original distribution).
+`qa_tables` lists the tables qa scores: every column, every pair, every triple (or a sample of 10,000, in qa's
+enumeration order) and, for sequences, each column against itself one row later.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+
+MAX_TRIVARIATES = 10_000  # qa samples this many triples when there are more
 
 
 @dataclass(frozen=True)
@@ -110,3 +114,34 @@ def table_accuracies(
     if round_to is not None:
         accuracy, accuracy_max = accuracy.round(round_to), accuracy_max.round(round_to)
     return accuracy, accuracy_max
+
+
+def n_triples(k: int) -> int:
+    return k * (k - 1) * (k - 2) // 6
+
+
+def qa_tables(tgt_names: list[str], n_next: int, chosen_triples: np.ndarray | None):
+    """Column tuples and kinds of qa's tables; triples in qa's enumeration order, then `chosen_triples` of them."""
+    k = len(tgt_names)
+    uni = [(i,) for i in range(k)]
+    bi = [(i, j) for i in range(k) for j in range(i + 1, k)]
+    tri = qa_ordered_triples(tgt_names)
+    if chosen_triples is not None:
+        tri = tri[chosen_triples]
+    tri = [tuple(t) for t in tri.tolist()]
+    # next-row pairs: each data column (after the sequence length) with its own next-row column
+    nxt = [(k - n_next + j, k + j) for j in range(n_next)]
+    kinds = ["univariate"] * len(uni) + ["bivariate"] * len(bi) + ["trivariate"] * len(tri) + ["next_row"] * len(nxt)
+    return uni + bi + tri + nxt, kinds
+
+
+def qa_ordered_triples(tgt_names: list[str]) -> np.ndarray:
+    """All triples (positions) in qa's order: a cross join in column order, kept where names are increasing."""
+    k = len(tgt_names)
+    by_name = np.argsort(np.array([f"tgt::{n}" for n in tgt_names], dtype=object), kind="stable")
+    i, j = np.triu_indices(k, 1)  # rank pairs a < b, then every c > b
+    repeats = k - 1 - j
+    a, b = np.repeat(i, repeats), np.repeat(j, repeats)
+    c = np.arange(len(a)) - np.repeat(np.cumsum(repeats) - repeats, repeats) + b + 1
+    triples = np.stack([by_name[a], by_name[b], by_name[c]], axis=1).astype(np.int32)
+    return triples[np.lexsort((triples[:, 2], triples[:, 1], triples[:, 0]))]

@@ -1,0 +1,214 @@
+"""The selection problem: pool units, what each contributes to the target histograms, and the targets.
+
+A *unit* is what the engine selects: a row (flat data) or a whole sequence (sequential data). In the metric's
+expected mode a unit contributes to every accuracy table through its *frame rows*: one row of weight 1 (flat),
+or the `len - 1` consecutive pairs of a sequence, each of weight `1 / (len - 1)`, with the sequence length as a
+column. Frame rows are stored once, as an int8 code matrix; kernels derive each table's cell on the fly
+(`offset + sum(code * stride)`), so no units x cells matrix is ever built. Coherence cells of a sequence
+(distinct categories per sequence, sequences per category) are few and stored as a scipy.sparse CSR matrix.
+
+Targets come from the training data alone, scaled to the number of units to select. The objective is the
+expected-mode accuracy, `sum_t alpha_t * (1 - L1_t / 2)`, with `alpha_t` spreading equal weight over the aspects
+(univariate, bivariate, trivariate, coherence) and equally over each aspect's tables. For a selection of
+`n_target` units it equals `sum(alpha) - sum_c beta_c * |h_c - target_c|`, with `beta = alpha / (2 n_target)`
+(per table, divided by a table's mean total for sequences per category).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse
+
+from common.binning import OTHER_BIN, ColumnData, column_kind, fit_bins
+from common.metric import MAX_COLUMNS, N_BINS, N_BINS_COHERENCE, N_TOP_CATEGORIES, code_masks, sequences_with_codes
+from common.sampling import SEQUENCE_LENGTH, expected_coherence_rows, expected_frame, group_rows, prepared_frame
+from common.tables import TableSet, n_triples, qa_tables
+
+ASPECT_OF_KIND = {
+    "univariate": "univariate",
+    "bivariate": "bivariate",
+    "trivariate": "trivariate",
+    "next_row": "coherence",
+    "categories_per_sequence": "coherence",
+    "sequences_per_category": "coherence",
+}
+
+
+@dataclass
+class Problem:
+    """Everything the engine needs; `U` units, `M` frame rows, `K` columns, `T` frame tables, `E` coherence cells."""
+
+    codes: np.ndarray  # (M, K) int8, row-major: the frame rows of all units
+    unit_ptr: np.ndarray  # (U + 1,) int64: unit u owns frame rows unit_ptr[u] : unit_ptr[u + 1]
+    row_weight: np.ndarray  # (M,) float64
+    tables: TableSet  # the frame tables (univariate, bivariate, trivariate, next-row)
+    table_kind: np.ndarray  # (T,) str
+    table_beta: np.ndarray  # (T,) float64, loss weight of a cell of each table
+    coherence: scipy.sparse.csr_matrix  # (U, E) float32 coherence cells of each unit (no columns for flat data)
+    coherence_offsets: np.ndarray  # (n_coherence_tables + 1,) cells of each coherence table
+    coherence_kind: np.ndarray  # (n_coherence_tables,) str
+    coherence_beta: np.ndarray  # (E,) float64
+    target: np.ndarray  # (T cells + E,) float64, target counts for `n_target` units
+    n_target: int
+    column_names: list[str]
+
+    @property
+    def n_units(self) -> int:
+        return len(self.unit_ptr) - 1
+
+    @property
+    def n_frame_cells(self) -> int:
+        return self.tables.n_cells
+
+    def rows_of(self, units: np.ndarray) -> np.ndarray:
+        """The frame rows of the given units, unit after unit."""
+        lengths = self.unit_ptr[units + 1] - self.unit_ptr[units]
+        first_of_unit = np.repeat(np.cumsum(lengths) - lengths, lengths)
+        return np.repeat(self.unit_ptr[units], lengths) + np.arange(int(lengths.sum())) - first_of_unit
+
+    def histogram(self, units: np.ndarray) -> np.ndarray:
+        """Counts of all cells (frame tables, then coherence cells) of the given units (repeats count twice)."""
+        units = np.asarray(units, dtype=np.int64)
+        rows = self.rows_of(units)
+        frame = self.tables.histogram(self.codes[rows], self.row_weight[rows])
+        coherence = np.asarray(self.coherence[units].sum(axis=0)).ravel().astype(np.float64)
+        return np.concatenate([frame, coherence])
+
+    def accuracy(self, hist: np.ndarray) -> dict[str, float]:
+        """Expected-mode accuracy aspects of a histogram against the training targets (each table normalised)."""
+        offsets = np.concatenate([self.tables.offsets, self.n_frame_cells + self.coherence_offsets[1:]])
+        kinds = np.concatenate([self.table_kind, self.coherence_kind])
+        starts = offsets[:-1]
+        sizes = np.diff(offsets)
+        total_h = np.add.reduceat(hist, starts)
+        total_t = np.add.reduceat(self.target, starts)
+        l1 = np.add.reduceat(np.abs(hist / np.repeat(np.maximum(total_h, 1e-12), sizes) - self.target / np.repeat(total_t, sizes)), starts)
+        accuracy = pd.Series(1 - l1 / 2).groupby(kinds).mean()
+        out = {a: float(accuracy[k]) for k, a in ASPECT_OF_KIND.items() if a != "coherence" and k in accuracy}
+        parts = [accuracy[k] for k, a in ASPECT_OF_KIND.items() if a == "coherence" and k in accuracy]
+        if parts:
+            out["coherence"] = float(np.mean(parts))
+        out["overall"] = float(np.mean(list(out.values())))
+        return out
+
+
+def build_problem(
+    training: pd.DataFrame,
+    pool: pd.DataFrame,
+    context_key: str | None = None,
+    n_target: int | None = None,
+    max_triples: int = 2_000,
+    seed: int = 0,
+) -> Problem:
+    """The problem of choosing `n_target` units (default: as many as the training data has) out of `pool`.
+
+    Bins are learnt from the training data only (expected mode). `max_triples` caps the trivariate tables: a
+    seeded random sample of all triples stands for them (the metric averages over a random 10,000 too).
+    """
+    data_cols = sorted(c for c in training.columns if c != context_key)[:MAX_COLUMNS]
+    kinds = {c: column_kind(training[c]) for c in training.columns if c != context_key}
+    trn_groups = group_rows(training[context_key] if context_key else None, len(training))
+    pool_groups = group_rows(pool[context_key] if context_key else None, len(pool))
+    sequential = context_key is not None and trn_groups.n_groups < len(training)
+    n_target = n_target or trn_groups.n_groups
+    trn_columns = {c: ColumnData.of(training[c], kinds[c]) for c in kinds}
+    pool_columns = {c: ColumnData.of(pool[c], kinds[c]) for c in kinds}
+
+    trn_frame, pool_frame = expected_frame(trn_groups), expected_frame(pool_groups)
+    trn_prepared = prepared_frame(trn_columns, trn_frame, trn_groups, data_cols, sequential)
+    pool_prepared = prepared_frame(pool_columns, pool_frame, pool_groups, data_cols, sequential)
+    bins = [fit_bins(trn_prepared[c], N_BINS, trn_frame.weight) for c in trn_prepared]
+    trn_codes = np.stack([b.encode(trn_prepared[c]) for b, c in zip(bins, trn_prepared)], axis=1)
+    pool_codes = np.ascontiguousarray(np.stack([b.encode(pool_prepared[c]) for b, c in zip(bins, pool_prepared)], axis=1).astype(np.int8))
+
+    tgt_names = ([SEQUENCE_LENGTH] if sequential else []) + data_cols
+    chosen = None
+    if n_triples(len(tgt_names)) > max_triples:
+        chosen = np.sort(np.random.default_rng(seed).choice(n_triples(len(tgt_names)), max_triples, replace=False))
+    table_cols, table_kind = qa_tables(tgt_names, len(data_cols) if sequential else 0, chosen)
+    tables = TableSet.build(table_cols, np.array([b.n_codes for b in bins]))
+    frame_target = tables.histogram(trn_codes, trn_frame.weight) * (n_target / trn_groups.n_groups)
+
+    coherence = _coherence_cells(trn_columns, trn_groups, pool_columns, pool_groups, n_target) if sequential else None
+    if coherence is None:
+        coherence = (scipy.sparse.csr_matrix((pool_groups.n_groups, 0), dtype=np.float32), np.zeros(1, np.int64), np.array([], dtype=object), np.zeros(0), np.zeros(0))
+    matrix, coh_offsets, coh_kind, coh_target, coh_norm = coherence
+
+    table_kind = np.array(table_kind, dtype=object)
+    alpha_frame, alpha_coh = _alphas(table_kind, coh_kind)
+    return Problem(
+        codes=pool_codes,
+        unit_ptr=_unit_pointer(pool_frame.group, pool_groups.n_groups),
+        row_weight=np.ones(len(pool_codes)) if pool_frame.weight is None else pool_frame.weight,
+        tables=tables,
+        table_kind=table_kind,
+        table_beta=alpha_frame / (2 * n_target),
+        coherence=matrix,
+        coherence_offsets=coh_offsets,
+        coherence_kind=coh_kind,
+        coherence_beta=np.repeat(alpha_coh / (2 * n_target * coh_norm), np.diff(coh_offsets)),
+        target=np.concatenate([frame_target, coh_target]),
+        n_target=n_target,
+        column_names=list(trn_prepared),
+    )
+
+
+def _unit_pointer(frame_group: np.ndarray, n_units: int) -> np.ndarray:
+    """Frame rows come grouped by unit: the start of each unit's rows."""
+    return np.concatenate([[0], np.cumsum(np.bincount(frame_group, minlength=n_units))]).astype(np.int64)
+
+
+def _alphas(table_kind: np.ndarray, coherence_kind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weight of each table in the overall accuracy: equal over aspects, then over each aspect's tables
+    (coherence: equal over its three parts)."""
+    kinds = np.concatenate([table_kind, coherence_kind])
+    aspects = np.array([ASPECT_OF_KIND[k] for k in kinds])
+    present = sorted(set(aspects))
+    alpha = np.zeros(len(kinds))
+    for aspect in present:
+        parts = sorted({k for k, a in zip(kinds, aspects) if a == aspect})
+        for kind in parts:
+            mask = kinds == kind
+            alpha[mask] = 1 / len(present) / len(parts) / mask.sum()
+    return alpha[: len(table_kind)], alpha[len(table_kind) :]
+
+
+def _coherence_cells(trn_columns, trn_groups, pool_columns, pool_groups, n_target):
+    """Per column, two coherence tables: the binned number of distinct categories in a sequence (one cell per
+    unit), and the categories a sequence holds (top 9 by training sequences, plus one slot for the rest)."""
+    trn_rows = expected_coherence_rows(trn_groups)
+    trn_row_group = trn_groups.row_group[trn_rows]
+    blocks, targets, norms, kinds, sizes = [], [], [], [], []
+    for col, trn_column in trn_columns.items():
+        trn_column = trn_column.take(trn_rows)
+        bins = fit_bins(trn_column, N_BINS_COHERENCE)
+        trn_masks = code_masks(bins.encode(trn_column), trn_row_group, trn_groups.n_groups)
+        pool_masks = code_masks(bins.encode(pool_columns[col]), pool_groups.row_group, pool_groups.n_groups)
+        # distinct categories per sequence
+        trn_counts, pool_counts = (ColumnData("numeric", np.bitwise_count(m).astype(np.float64), np.zeros(len(m), bool)) for m in (trn_masks, pool_masks))
+        count_bins = fit_bins(trn_counts, N_BINS)
+        pool_cell = count_bins.encode(pool_counts).astype(np.int64)
+        blocks.append(scipy.sparse.csr_matrix((np.ones(len(pool_cell), np.float32), (np.arange(len(pool_cell)), pool_cell)), shape=(len(pool_cell), count_bins.n_codes)))
+        targets.append(np.bincount(count_bins.encode(trn_counts), minlength=count_bins.n_codes) * (n_target / trn_groups.n_groups))
+        norms.append(1.0)
+        kinds.append("categories_per_sequence")
+        sizes.append(count_bins.n_codes)
+        # sequences per category: top 9 slots, and the rest pooled (with '(other)' when it is on top)
+        top = np.argsort(-sequences_with_codes(trn_masks, bins.n_codes), kind="stable")[:N_TOP_CATEGORIES]
+        other = bins.breaks.index(OTHER_BIN) if bins.kind == "categorical" else None
+        slot_bits = [np.uint64(1 << int(c)) for c in top if c != other]
+        top_bits = np.uint64(sum(1 << int(c) for c in top))
+        slot_bits.append(~top_bits | (np.uint64(1 << other) if other is not None else np.uint64(0)))
+        holds = np.stack([(pool_masks & bits) != 0 for bits in slot_bits], axis=1)
+        blocks.append(scipy.sparse.csr_matrix(holds.astype(np.float32)))
+        trn_holds = np.array([np.count_nonzero(trn_masks & bits) for bits in slot_bits], dtype=np.float64)
+        targets.append(trn_holds * (n_target / trn_groups.n_groups))
+        norms.append(trn_holds.sum() / trn_groups.n_groups)  # slots held by a sequence, on average
+        kinds.append("sequences_per_category")
+        sizes.append(len(slot_bits))
+    matrix = scipy.sparse.hstack(blocks, format="csr", dtype=np.float32)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    return matrix, offsets, np.array(kinds, dtype=object), np.concatenate(targets).astype(np.float64), np.array(norms)

@@ -1,0 +1,106 @@
+"""The selection engine on small problems with known answers."""
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from fixtures import flat_table, sequential_table
+
+from common.ipf import expectation_rounding, ipf
+from common.refine import loss, refine, residual_of, trim
+from common.targets import build_problem
+
+FOREVER = float("inf")
+
+
+def noisy_pool(training: pd.DataFrame, n_noise: int, seed: int) -> pd.DataFrame:
+    noise = flat_table(n_noise, seed)
+    noise["amount"] = noise["amount"] * 4
+    noise["color"] = "purple"
+    return pd.concat([training, noise], ignore_index=True)
+
+
+def test_selection_recovers_training_rows_from_noisy_pool():
+    training = flat_table(400, 1).drop(columns=["city"])
+    pool = noisy_pool(training, 400, 2)
+    problem = build_problem(training, pool)
+    units = trim(problem, np.arange(problem.n_units), 400, FOREVER)
+    units = refine(problem, units, np.random.default_rng(0), FOREVER, max_attempts=20_000)
+    assert (units < 400).mean() > 0.95  # the first 400 pool rows are the training rows
+    assert problem.accuracy(problem.histogram(units))["overall"] > 0.99
+
+
+def test_ipf_matches_univariate_targets():
+    rng = np.random.default_rng(0)
+    training = pd.DataFrame({"c": rng.choice(["a", "b", "c"], 900, p=[0.5, 0.3, 0.2]), "x": rng.integers(0, 3, 900)})
+    pool = pd.DataFrame({"c": rng.choice(["a", "b", "c"], 3000), "x": rng.integers(0, 3, 3000)})
+    problem = build_problem(training, pool)
+    weights = ipf(problem, n_pairs=1, passes=20, deadline=FOREVER)
+    for t in np.flatnonzero(problem.table_kind == "univariate"):
+        col = problem.tables.cols[t, 0]
+        weighted = np.bincount(problem.codes[:, col], weights=weights, minlength=problem.tables.offsets[t + 1] - problem.tables.offsets[t])
+        np.testing.assert_allclose(weighted, problem.target[problem.tables.offsets[t] : problem.tables.offsets[t + 1]], atol=1e-6)
+    # the known answer: a pool row's weight is target share / pool share of its cell of the (c, x) table
+    assert weights.sum() == pytest.approx(problem.n_target)
+
+
+def test_expectation_rounding_follows_weights():
+    weights = np.r_[np.full(1000, 3.0), np.full(1000, 1.0)]
+    chosen = expectation_rounding(weights, 800, np.random.default_rng(1))
+    assert abs(len(chosen) - 800) <= 1 and len(np.unique(chosen)) == len(chosen)
+    assert (chosen < 1000).mean() == pytest.approx(0.75, abs=0.05)
+
+
+def test_trimming_does_not_worsen_accuracy():
+    training = flat_table(300, 3)
+    problem = build_problem(training, flat_table(1500, 4))
+    start = np.random.default_rng(0).choice(problem.n_units, 375, replace=False)
+    before = problem.accuracy(problem.histogram(start))["overall"]
+    trimmed = trim(problem, start, 300, FOREVER)
+    assert len(trimmed) == 300 and set(trimmed) <= set(start)
+    assert problem.accuracy(problem.histogram(trimmed))["overall"] >= before
+
+
+def test_refinement_without_annealing_is_monotone():
+    problem = build_problem(flat_table(300, 5), flat_table(2000, 6))
+    rng = np.random.default_rng(2)
+    units = rng.choice(problem.n_units, 300, replace=False)
+    losses = [loss(problem, residual_of(problem, units))]
+    for _ in range(5):
+        units = refine(problem, units, rng, FOREVER, chunk=200, max_attempts=200, min_accept_rate=0)
+        losses.append(loss(problem, residual_of(problem, units)))
+    assert all(b <= a + 1e-12 for a, b in zip(losses, losses[1:])) and losses[-1] < losses[0]
+
+
+def run_pipeline(problem, seed):
+    rng = np.random.default_rng(seed)
+    weights = ipf(problem, n_pairs=10, passes=2, deadline=FOREVER)
+    units = expectation_rounding(weights, int(1.25 * problem.n_target), rng)
+    units = trim(problem, units, problem.n_target, FOREVER)
+    return refine(problem, units, rng, FOREVER, max_attempts=4_000)
+
+
+def test_same_seed_same_selection():
+    problem = build_problem(flat_table(300, 7), flat_table(2000, 8))
+    first, second = run_pipeline(problem, 3), run_pipeline(problem, 3)
+    np.testing.assert_array_equal(first, second)
+    assert not np.array_equal(first, run_pipeline(problem, 4))
+
+
+def test_sequential_units_and_coherence():
+    training = sequential_table(150, 1)
+    pool = sequential_table(900, 2, key_prefix="p")
+    problem = build_problem(training, pool, context_key="key")
+    assert problem.n_units == 900 and problem.coherence.shape[0] == 900
+    assert set(problem.coherence_kind) == {"categories_per_sequence", "sequences_per_category"}
+    rng = np.random.default_rng(0)
+    units = rng.choice(900, 150, replace=False)
+    before = problem.accuracy(problem.histogram(units))
+    # coherence first (frame tables off), then everything
+    units = refine(problem, units, rng, FOREVER, max_attempts=3_000, table_beta=np.zeros_like(problem.table_beta))
+    after_coherence = problem.accuracy(problem.histogram(units))
+    assert after_coherence["coherence"] > before["coherence"]
+    units = refine(problem, units, rng, FOREVER, max_attempts=6_000)
+    after = problem.accuracy(problem.histogram(units))
+    assert after["overall"] > before["overall"] and len(set(units)) == 150
