@@ -9,7 +9,7 @@ qa's side runs the accuracy and coherence steps of `qa.report` (data preparation
 trivariate and coherence tables), without the embeddings, similarity, distances and plots. Both sides use
 replicate mode with seed 1; for the flat table, qa's trivariate sample is drawn from the random state that
 `qa.report` would have at that point (after its embedding draws), so both sides score the same triples.
-Also times a one-row update of all histograms of the flat table (univariate, bivariate, 10,000 trivariate tables).
+Also times a one-row update of all histograms (univariate, bivariate, up to 10,000 trivariate tables) of both.
 """
 
 from __future__ import annotations

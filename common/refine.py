@@ -24,16 +24,23 @@ from common.progress import Progress
 from common.targets import Problem
 
 
-def kernel_arrays(problem: Problem, table_beta: np.ndarray | None = None, coherence_beta: np.ndarray | None = None) -> tuple:
-    """The arrays every kernel takes, in order; the betas can be replaced (e.g. coherence only)."""
+def kernel_arrays(
+    problem: Problem,
+    table_beta: np.ndarray | None = None,
+    coherence_beta: np.ndarray | None = None,
+    tables: np.ndarray | None = None,
+) -> tuple:
+    """The arrays every kernel takes, in order. The betas can be replaced (e.g. coherence only); `tables`
+    restricts the frame tables to a subset (cells keep their place in the residual)."""
+    table_beta = problem.table_beta if table_beta is None else table_beta
+    coherence_beta = problem.coherence_beta if coherence_beta is None else coherence_beta
+    tables = np.arange(problem.tables.n_tables) if tables is None else np.asarray(tables)
     coherence = problem.coherence
     return (
         problem.codes, problem.unit_ptr, problem.row_weight,
-        problem.tables.cols, problem.tables.strides, problem.tables.offsets,
-        problem.table_beta if table_beta is None else table_beta,
+        problem.tables.cols[tables], problem.tables.strides[tables], problem.tables.offsets[tables], table_beta[tables],
         coherence.indptr.astype(np.int64), coherence.indices.astype(np.int64), coherence.data.astype(np.float64),
-        problem.coherence_beta if coherence_beta is None else coherence_beta,
-        problem.n_frame_cells,
+        coherence_beta, problem.n_frame_cells,
     )
 
 
@@ -118,55 +125,99 @@ def apply_units(units, sign, codes, unit_ptr, row_weight, cols, strides, offsets
         apply_unit(u, sign, codes, unit_ptr, row_weight, cols, strides, offsets, table_beta, coh_ptr, coh_idx, coh_val, coh_beta, n_frame_cells, residual)
 
 
-def trim(problem: Problem, units: np.ndarray, n_keep: int, deadline: float, batch_share: float = 0.2, min_batch: int = 64) -> np.ndarray:
-    """Remove units until `n_keep` remain, each round the `batch_share` of the excess whose removal helps most."""
-    arrays = kernel_arrays(problem)
+@numba.njit(cache=True)
+def _greedy_removals(order, stale, batch, units, codes, unit_ptr, row_weight, cols, strides, offsets, table_beta, coh_ptr, coh_idx, coh_val, coh_beta, n_frame_cells, residual):
+    """Walk the units by stale removal delta (best first), re-score each against the current residual, and remove
+    it if its removal still lowers the loss, up to `batch` units. Returns a mask of the removed positions."""
+    removed = np.zeros(len(units), dtype=np.bool_)
+    n_removed = 0
+    for i in range(len(order)):
+        if n_removed == batch:
+            break
+        u = units[order[i]]
+        if stale[order[i]] >= 0.0:
+            break
+        fresh = unit_delta(u, -1.0, codes, unit_ptr, row_weight, cols, strides, offsets, table_beta, coh_ptr, coh_idx, coh_val, coh_beta, n_frame_cells, residual)
+        if fresh < 0.0:
+            apply_unit(u, -1.0, codes, unit_ptr, row_weight, cols, strides, offsets, table_beta, coh_ptr, coh_idx, coh_val, coh_beta, n_frame_cells, residual)
+            removed[order[i]] = True
+            n_removed += 1
+    return removed
+
+
+def trim(
+    problem: Problem,
+    units: np.ndarray,
+    n_keep: int,
+    deadline: float,
+    batch_share: float = 0.5,
+    table_beta: np.ndarray | None = None,
+) -> np.ndarray:
+    """Remove units until `n_keep` remain. Each round ranks all units by removal delta (in parallel, under
+    `table_beta`, e.g. cheaper tables only), then removes up to `batch_share` of the excess by lazy greedy (fresh
+    deltas, so batched removals do not overshoot). When no removal helps any more, or at the deadline, the rest
+    goes by the last ranking."""
+    arrays = kernel_arrays(problem, table_beta)
     residual = residual_of(problem, units)
     units = np.array(units, dtype=np.int64)
     excess0 = len(units) - n_keep
     with Progress("trim", total=excess0) as progress:
         progress.log(f"{len(units):,} -> {n_keep:,} units, loss {loss(problem, residual):.6f}")
         while len(units) > n_keep:
-            deltas = unit_deltas(units, -1.0, *arrays, residual)
+            stale = unit_deltas(units, -1.0, *arrays, residual)
+            order = np.argsort(stale, kind="stable")
             excess = len(units) - n_keep
-            batch = excess if time.monotonic() > deadline else min(excess, max(min_batch, math.ceil(batch_share * excess)))
-            drop = np.argpartition(deltas, batch - 1)[:batch]
-            apply_units(units[drop], -1.0, *arrays, residual)
-            units = np.delete(units, drop)
+            drop = np.zeros(len(units), dtype=bool)
+            if time.monotonic() < deadline:
+                drop = _greedy_removals(order, stale, max(1, math.ceil(batch_share * excess)), units, *arrays, residual)
+            if not drop.any():
+                drop[order[:excess]] = True
+                apply_units(units[drop], -1.0, *arrays, residual)
+            units = units[~drop]
             progress.update(excess0 - len(units) + n_keep, loss=loss(problem, residual))
         progress.log(f"done, loss {loss(problem, residual):.6f}")
     return units
 
 
 @numba.njit(parallel=True, cache=True)
-def _swap_chunk(units, selected, positions, candidates, accept_draws, temperature,
-                codes, unit_ptr, row_weight, cols, strides, offsets, table_beta, coh_ptr, coh_idx, coh_val, coh_beta, n_frame_cells, residual):
-    """Swap attempts: take out `units[positions[i]]`, put in the best of `candidates[i]` if that pays."""
+def _swap_chunk(units, selected, positions, candidates, accept_draws, temperature, n_finalists, full, screen, residual):
+    """Swap attempts: take out `units[positions[i]]`, put in the best of `candidates[i]` if that pays.
+
+    Candidates are ranked by their delta under `screen` (cheap tables); the best `n_finalists` are scored under
+    `full`, the objective. With `n_finalists` = 0 the screening score is the objective (`screen` is `full`).
+    """
     n_candidates = candidates.shape[1]
-    deltas = np.empty(n_candidates)
+    screened = np.empty(n_candidates)
+    finalists = np.empty(max(n_finalists, 1))
     accepted = 0
     for i in range(len(positions)):
         u = units[positions[i]]
-        d_out = unit_delta(u, -1.0, codes, unit_ptr, row_weight, cols, strides, offsets, table_beta, coh_ptr, coh_idx, coh_val, coh_beta, n_frame_cells, residual)
-        apply_unit(u, -1.0, codes, unit_ptr, row_weight, cols, strides, offsets, table_beta, coh_ptr, coh_idx, coh_val, coh_beta, n_frame_cells, residual)
+        d_out = unit_delta(u, -1.0, *full, residual)
+        apply_unit(u, -1.0, *full, residual)
         for k in numba.prange(n_candidates):
             v = candidates[i, k]
-            if selected[v]:
-                deltas[k] = np.inf
-            else:
-                deltas[k] = unit_delta(v, 1.0, codes, unit_ptr, row_weight, cols, strides, offsets, table_beta, coh_ptr, coh_idx, coh_val, coh_beta, n_frame_cells, residual)
-        best = np.argmin(deltas)
-        change = d_out + deltas[best]
+            screened[k] = np.inf if selected[v] else unit_delta(v, 1.0, *screen, residual)
+        if n_finalists > 0:
+            order = np.argsort(screened)[:n_finalists]
+            for k in numba.prange(len(order)):
+                v = candidates[i, order[k]]
+                finalists[k] = np.inf if selected[v] else unit_delta(v, 1.0, *full, residual)
+            pick = np.argmin(finalists[: len(order)])
+            best, d_in = order[pick], finalists[pick]
+        else:
+            best = np.argmin(screened)
+            d_in = screened[best]
+        change = d_out + d_in
         keep_swap = change < -1e-15 or (temperature > 0.0 and change < np.inf and accept_draws[i] < np.exp(-change / temperature))
         if keep_swap:
             v = candidates[i, best]
-            apply_unit(v, 1.0, codes, unit_ptr, row_weight, cols, strides, offsets, table_beta, coh_ptr, coh_idx, coh_val, coh_beta, n_frame_cells, residual)
+            apply_unit(v, 1.0, *full, residual)
             selected[u] = False
             selected[v] = True
             units[positions[i]] = v
             accepted += 1
         else:
-            apply_unit(u, 1.0, codes, unit_ptr, row_weight, cols, strides, offsets, table_beta, coh_ptr, coh_idx, coh_val, coh_beta, n_frame_cells, residual)
+            apply_unit(u, 1.0, *full, residual)
     return accepted
 
 
@@ -178,8 +229,11 @@ def refine(
     n_candidates: int = 16,
     chunk: int = 2_000,
     temperature: float = 0.0,
-    min_accept_rate: float = 0.002,
+    min_accept_rate: float = 0.0005,
     max_attempts: int | None = None,
+    candidate_weights: np.ndarray | None = None,
+    screen_tables: np.ndarray | None = None,
+    n_finalists: int = 2,
     table_beta: np.ndarray | None = None,
     coherence_beta: np.ndarray | None = None,
     name: str = "refine",
@@ -187,23 +241,32 @@ def refine(
     """Swap refinement until the deadline, `max_attempts`, or a chunk where fewer than `min_accept_rate` of the
     attempts pay off. The same seed gives the same selection unless the deadline cuts the run short.
 
+    Candidates are pool units drawn uniformly, or in proportion to `candidate_weights` (e.g. IPF weights). With
+    `screen_tables` (frame table indices) candidates are ranked on those tables first, and only the best
+    `n_finalists` are scored on the whole objective: many more candidates for the same time on wide tables.
     Without a temperature every accepted swap lowers the loss (monotone). Replacing the betas restricts the
     objective (e.g. to coherence tables only).
     """
-    arrays = kernel_arrays(problem, table_beta, coherence_beta)
+    full = kernel_arrays(problem, table_beta, coherence_beta)
+    screen = full if screen_tables is None else kernel_arrays(problem, table_beta, coherence_beta, screen_tables)
+    n_finalists = 0 if screen_tables is None else n_finalists
     units = np.array(units, dtype=np.int64)
     residual = residual_of(problem, units)
     selected = np.zeros(problem.n_units, dtype=bool)
     selected[units] = True
+    cumulative = None if candidate_weights is None else np.cumsum(candidate_weights) / np.sum(candidate_weights)
     objective = lambda: loss(problem, residual, table_beta, coherence_beta)  # noqa: E731
     attempts = accepted = 0
     with Progress(name) as progress:
         progress.log(f"{len(units):,} units of {problem.n_units:,}, loss {objective():.6f}")
         while time.monotonic() < deadline and (max_attempts is None or attempts < max_attempts):
             positions = rng.integers(0, len(units), chunk)
-            candidates = rng.integers(0, problem.n_units, (chunk, n_candidates))
+            if cumulative is None:
+                candidates = rng.integers(0, problem.n_units, (chunk, n_candidates))
+            else:
+                candidates = np.minimum(np.searchsorted(cumulative, rng.random((chunk, n_candidates))), problem.n_units - 1)
             draws = rng.random(chunk)
-            n_accepted = _swap_chunk(units, selected, positions, candidates, draws, temperature, *arrays, residual)
+            n_accepted = _swap_chunk(units, selected, positions, candidates, draws, temperature, n_finalists, full, screen, residual)
             attempts, accepted = attempts + chunk, accepted + n_accepted
             progress.update(attempts=attempts, accepted=accepted, loss=objective())
             if temperature == 0.0 and n_accepted < min_accept_rate * chunk:

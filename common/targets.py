@@ -24,7 +24,7 @@ import scipy.sparse
 
 from common.binning import OTHER_BIN, ColumnData, column_kind, fit_bins
 from common.metric import MAX_COLUMNS, N_BINS, N_BINS_COHERENCE, N_TOP_CATEGORIES, code_masks, sequences_with_codes
-from common.sampling import SEQUENCE_LENGTH, expected_coherence_rows, expected_frame, group_rows, prepared_frame
+from common.sampling import SEQUENCE_LENGTH, Groups, expected_coherence_rows, expected_frame, group_rows, prepared_frame
 from common.tables import TableSet, n_triples, qa_tables
 
 ASPECT_OF_KIND = {
@@ -54,6 +54,7 @@ class Problem:
     target: np.ndarray  # (T cells + E,) float64, target counts for `n_target` units
     n_target: int
     column_names: list[str]
+    pool_groups: Groups  # unit u is pool group u (a row, for flat data)
 
     @property
     def n_units(self) -> int:
@@ -65,9 +66,11 @@ class Problem:
 
     def rows_of(self, units: np.ndarray) -> np.ndarray:
         """The frame rows of the given units, unit after unit."""
-        lengths = self.unit_ptr[units + 1] - self.unit_ptr[units]
-        first_of_unit = np.repeat(np.cumsum(lengths) - lengths, lengths)
-        return np.repeat(self.unit_ptr[units], lengths) + np.arange(int(lengths.sum())) - first_of_unit
+        return _ranges(self.unit_ptr[units], self.unit_ptr[units + 1] - self.unit_ptr[units])
+
+    def pool_rows(self, units: np.ndarray) -> np.ndarray:
+        """The pool table's rows of the given units (a sequence's rows in their original order)."""
+        return self.pool_groups.order[_ranges(self.pool_groups.start[units], self.pool_groups.length[units])]
 
     def histogram(self, units: np.ndarray) -> np.ndarray:
         """Counts of all cells (frame tables, then coherence cells) of the given units (repeats count twice)."""
@@ -95,6 +98,12 @@ class Problem:
         return out
 
 
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """`starts[i] .. starts[i] + lengths[i] - 1` for every i, one after the other."""
+    first_of_range = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.repeat(starts, lengths) + np.arange(int(lengths.sum())) - first_of_range
+
+
 def build_problem(
     training: pd.DataFrame,
     pool: pd.DataFrame,
@@ -115,24 +124,32 @@ def build_problem(
     sequential = context_key is not None and trn_groups.n_groups < len(training)
     n_target = n_target or trn_groups.n_groups
     trn_columns = {c: ColumnData.of(training[c], kinds[c]) for c in kinds}
-    pool_columns = {c: ColumnData.of(pool[c], kinds[c]) for c in kinds}
 
+    # training frame: bins (expected mode), codes, and the merge of codes the training data never takes
     trn_frame, pool_frame = expected_frame(trn_groups), expected_frame(pool_groups)
     trn_prepared = prepared_frame(trn_columns, trn_frame, trn_groups, data_cols, sequential)
-    pool_prepared = prepared_frame(pool_columns, pool_frame, pool_groups, data_cols, sequential)
-    bins = [fit_bins(trn_prepared[c], N_BINS, trn_frame.weight) for c in trn_prepared]
-    trn_codes = np.stack([b.encode(trn_prepared[c]) for b, c in zip(bins, trn_prepared)], axis=1)
-    pool_codes = np.ascontiguousarray(np.stack([b.encode(pool_prepared[c]) for b, c in zip(bins, pool_prepared)], axis=1).astype(np.int8))
+    names = list(trn_prepared)
+    bins = {c: fit_bins(trn_prepared[c], N_BINS, trn_frame.weight) for c in names}
+    raw_codes = {c: bins[c].encode(trn_prepared[c]) for c in names}
+    merged = {c: _merge_unseen(raw_codes[c], bins[c].n_codes) for c in names}
+    trn_codes = np.stack([merged[c][raw_codes[c]] for c in names], axis=1)
+    n_codes = np.array([merged[c].max() + 1 for c in names])
+    # pool frame, one column at a time (bounded memory), as row-major int8
+    pool_codes = np.empty((len(pool_frame.first), len(names)), dtype=np.int8)
+    for col in data_cols:
+        part = prepared_frame({col: ColumnData.of(pool[col], kinds[col])}, pool_frame, pool_groups, [col], sequential)
+        for name, column in part.items():
+            pool_codes[:, names.index(name)] = merged[name][bins[name].encode(column)]
 
     tgt_names = ([SEQUENCE_LENGTH] if sequential else []) + data_cols
     chosen = None
     if n_triples(len(tgt_names)) > max_triples:
         chosen = np.sort(np.random.default_rng(seed).choice(n_triples(len(tgt_names)), max_triples, replace=False))
     table_cols, table_kind = qa_tables(tgt_names, len(data_cols) if sequential else 0, chosen)
-    tables = TableSet.build(table_cols, np.array([b.n_codes for b in bins]))
+    tables = TableSet.build(table_cols, n_codes)
     frame_target = tables.histogram(trn_codes, trn_frame.weight) * (n_target / trn_groups.n_groups)
 
-    coherence = _coherence_cells(trn_columns, trn_groups, pool_columns, pool_groups, n_target) if sequential else None
+    coherence = _coherence_cells(trn_columns, trn_groups, pool, kinds, pool_groups, n_target) if sequential else None
     if coherence is None:
         coherence = (scipy.sparse.csr_matrix((pool_groups.n_groups, 0), dtype=np.float32), np.zeros(1, np.int64), np.array([], dtype=object), np.zeros(0), np.zeros(0))
     matrix, coh_offsets, coh_kind, coh_target, coh_norm = coherence
@@ -152,8 +169,20 @@ def build_problem(
         coherence_beta=np.repeat(alpha_coh / (2 * n_target * coh_norm), np.diff(coh_offsets)),
         target=np.concatenate([frame_target, coh_target]),
         n_target=n_target,
-        column_names=list(trn_prepared),
+        column_names=names,
+        pool_groups=pool_groups,
     )
+
+
+def _merge_unseen(trn_codes: np.ndarray, n_codes: int) -> np.ndarray:
+    """A renumbering of a column's codes that merges those the training data never takes into one code.
+
+    Every cell that holds such a code has a target of 0, so merging them leaves the L1 distance of every table
+    unchanged, while the tables get smaller."""
+    seen = np.bincount(trn_codes, minlength=n_codes) > 0
+    mapping = np.full(n_codes, seen.sum(), dtype=np.int8)
+    mapping[seen] = np.arange(seen.sum())
+    return mapping
 
 
 def _unit_pointer(frame_group: np.ndarray, n_units: int) -> np.ndarray:
@@ -176,17 +205,17 @@ def _alphas(table_kind: np.ndarray, coherence_kind: np.ndarray) -> tuple[np.ndar
     return alpha[: len(table_kind)], alpha[len(table_kind) :]
 
 
-def _coherence_cells(trn_columns, trn_groups, pool_columns, pool_groups, n_target):
+def _coherence_cells(trn_columns, trn_groups, pool, kinds, pool_groups, n_target):
     """Per column, two coherence tables: the binned number of distinct categories in a sequence (one cell per
     unit), and the categories a sequence holds (top 9 by training sequences, plus one slot for the rest)."""
     trn_rows = expected_coherence_rows(trn_groups)
     trn_row_group = trn_groups.row_group[trn_rows]
-    blocks, targets, norms, kinds, sizes = [], [], [], [], []
+    blocks, targets, norms, table_kinds, sizes = [], [], [], [], []
     for col, trn_column in trn_columns.items():
         trn_column = trn_column.take(trn_rows)
         bins = fit_bins(trn_column, N_BINS_COHERENCE)
         trn_masks = code_masks(bins.encode(trn_column), trn_row_group, trn_groups.n_groups)
-        pool_masks = code_masks(bins.encode(pool_columns[col]), pool_groups.row_group, pool_groups.n_groups)
+        pool_masks = code_masks(bins.encode(ColumnData.of(pool[col], kinds[col])), pool_groups.row_group, pool_groups.n_groups)
         # distinct categories per sequence
         trn_counts, pool_counts = (ColumnData("numeric", np.bitwise_count(m).astype(np.float64), np.zeros(len(m), bool)) for m in (trn_masks, pool_masks))
         count_bins = fit_bins(trn_counts, N_BINS)
@@ -194,7 +223,7 @@ def _coherence_cells(trn_columns, trn_groups, pool_columns, pool_groups, n_targe
         blocks.append(scipy.sparse.csr_matrix((np.ones(len(pool_cell), np.float32), (np.arange(len(pool_cell)), pool_cell)), shape=(len(pool_cell), count_bins.n_codes)))
         targets.append(np.bincount(count_bins.encode(trn_counts), minlength=count_bins.n_codes) * (n_target / trn_groups.n_groups))
         norms.append(1.0)
-        kinds.append("categories_per_sequence")
+        table_kinds.append("categories_per_sequence")
         sizes.append(count_bins.n_codes)
         # sequences per category: top 9 slots, and the rest pooled (with '(other)' when it is on top)
         top = np.argsort(-sequences_with_codes(trn_masks, bins.n_codes), kind="stable")[:N_TOP_CATEGORIES]
@@ -207,8 +236,8 @@ def _coherence_cells(trn_columns, trn_groups, pool_columns, pool_groups, n_targe
         trn_holds = np.array([np.count_nonzero(trn_masks & bits) for bits in slot_bits], dtype=np.float64)
         targets.append(trn_holds * (n_target / trn_groups.n_groups))
         norms.append(trn_holds.sum() / trn_groups.n_groups)  # slots held by a sequence, on average
-        kinds.append("sequences_per_category")
+        table_kinds.append("sequences_per_category")
         sizes.append(len(slot_bits))
     matrix = scipy.sparse.hstack(blocks, format="csr", dtype=np.float32)
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    return matrix, offsets, np.array(kinds, dtype=object), np.concatenate(targets).astype(np.float64), np.array(norms)
+    return matrix, offsets, np.array(table_kinds, dtype=object), np.concatenate(targets).astype(np.float64), np.array(norms)

@@ -41,8 +41,11 @@ def test_ipf_matches_univariate_targets():
         col = problem.tables.cols[t, 0]
         weighted = np.bincount(problem.codes[:, col], weights=weights, minlength=problem.tables.offsets[t + 1] - problem.tables.offsets[t])
         np.testing.assert_allclose(weighted, problem.target[problem.tables.offsets[t] : problem.tables.offsets[t + 1]], atol=1e-6)
-    # the known answer: a pool row's weight is target share / pool share of its cell of the (c, x) table
-    assert weights.sum() == pytest.approx(problem.n_target)
+    # the known answer: raking on the (c, x) table gives each pool row the target / pool count of its cell
+    pair = np.flatnonzero(problem.table_kind == "bivariate")[0]
+    cell = problem.codes[:, 0].astype(np.int64) * problem.tables.strides[pair, 0] + problem.codes[:, 1]
+    target = problem.target[problem.tables.offsets[pair] : problem.tables.offsets[pair + 1]]
+    np.testing.assert_allclose(weights, target[cell] / np.bincount(cell, minlength=len(target))[cell], rtol=1e-6)
 
 
 def test_expectation_rounding_follows_weights():

@@ -25,3 +25,15 @@ def test_better_synthetic_scores_higher():
     close, far = flat_table(500, 2), flat_table(500, 3)
     far["amount"] = far["amount"] * 3
     assert evaluate(trn, close, None, None, "expected").overall > evaluate(trn, far, None, None, "expected").overall
+
+
+def test_at_most_300_columns_first_by_name():
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    names = [f"c{i:03d}" for i in range(302)][::-1]
+    trn = pd.DataFrame(rng.integers(0, 3, (150, 302)), columns=names)
+    tables = evaluate(trn, trn, None, None, "expected").tables
+    univariate = [cols[0] for cols in tables.loc[tables.kind == "univariate", "columns"]]
+    assert univariate == sorted(names)[:300]
