@@ -57,8 +57,9 @@ def loss(problem: Problem, residual: np.ndarray, table_beta: np.ndarray | None =
 
 
 @numba.njit(cache=True)
-def unit_delta(u, sign, codes, unit_ptr, row_weight, cols, strides, offsets, table_beta, coh_ptr, coh_idx, coh_val, coh_beta, n_frame_cells, residual):
+def unit_delta(u, sign, arrays, residual):
     """Change of the loss if unit `u` is added (`sign` = 1.0) or removed (-1.0)."""
+    codes, unit_ptr, row_weight, cols, strides, offsets, table_beta, coh_ptr, coh_idx, coh_val, coh_beta, n_frame_cells = arrays
     start, stop = unit_ptr[u], unit_ptr[u + 1]
     cells = np.empty(stop - start, dtype=np.int64)
     amounts = np.empty(stop - start, dtype=np.float64)
@@ -96,8 +97,9 @@ def unit_delta(u, sign, codes, unit_ptr, row_weight, cols, strides, offsets, tab
 
 
 @numba.njit(cache=True)
-def apply_unit(u, sign, codes, unit_ptr, row_weight, cols, strides, offsets, table_beta, coh_ptr, coh_idx, coh_val, coh_beta, n_frame_cells, residual):
+def apply_unit(u, sign, arrays, residual):
     """Add (`sign` = 1.0) or remove (-1.0) unit `u` from the residual, in place."""
+    codes, unit_ptr, row_weight, cols, strides, offsets, table_beta, coh_ptr, coh_idx, coh_val, coh_beta, n_frame_cells = arrays
     for t in range(cols.shape[0]):
         for row in range(unit_ptr[u], unit_ptr[u + 1]):
             cell = offsets[t]
@@ -111,22 +113,22 @@ def apply_unit(u, sign, codes, unit_ptr, row_weight, cols, strides, offsets, tab
 
 
 @numba.njit(parallel=True, cache=True)
-def unit_deltas(units, sign, codes, unit_ptr, row_weight, cols, strides, offsets, table_beta, coh_ptr, coh_idx, coh_val, coh_beta, n_frame_cells, residual):
+def unit_deltas(units, sign, arrays, residual):
     """`unit_delta` of many units against the same residual, in parallel."""
     out = np.empty(len(units))
     for i in numba.prange(len(units)):
-        out[i] = unit_delta(units[i], sign, codes, unit_ptr, row_weight, cols, strides, offsets, table_beta, coh_ptr, coh_idx, coh_val, coh_beta, n_frame_cells, residual)
+        out[i] = unit_delta(units[i], sign, arrays, residual)
     return out
 
 
 @numba.njit(cache=True)
-def apply_units(units, sign, codes, unit_ptr, row_weight, cols, strides, offsets, table_beta, coh_ptr, coh_idx, coh_val, coh_beta, n_frame_cells, residual):
+def apply_units(units, sign, arrays, residual):
     for u in units:
-        apply_unit(u, sign, codes, unit_ptr, row_weight, cols, strides, offsets, table_beta, coh_ptr, coh_idx, coh_val, coh_beta, n_frame_cells, residual)
+        apply_unit(u, sign, arrays, residual)
 
 
 @numba.njit(cache=True)
-def _greedy_removals(order, stale, batch, units, codes, unit_ptr, row_weight, cols, strides, offsets, table_beta, coh_ptr, coh_idx, coh_val, coh_beta, n_frame_cells, residual):
+def _greedy_removals(order, stale, batch, units, arrays, residual):
     """Walk the units by stale removal delta (best first), re-score each against the current residual, and remove
     it if its removal still lowers the loss, up to `batch` units. Returns a mask of the removed positions."""
     removed = np.zeros(len(units), dtype=np.bool_)
@@ -137,9 +139,9 @@ def _greedy_removals(order, stale, batch, units, codes, unit_ptr, row_weight, co
         u = units[order[i]]
         if stale[order[i]] >= 0.0:
             break
-        fresh = unit_delta(u, -1.0, codes, unit_ptr, row_weight, cols, strides, offsets, table_beta, coh_ptr, coh_idx, coh_val, coh_beta, n_frame_cells, residual)
+        fresh = unit_delta(u, -1.0, arrays, residual)
         if fresh < 0.0:
-            apply_unit(u, -1.0, codes, unit_ptr, row_weight, cols, strides, offsets, table_beta, coh_ptr, coh_idx, coh_val, coh_beta, n_frame_cells, residual)
+            apply_unit(u, -1.0, arrays, residual)
             removed[order[i]] = True
             n_removed += 1
     return removed
@@ -154,8 +156,8 @@ def trim(
     table_beta: np.ndarray | None = None,
 ) -> np.ndarray:
     """Remove units until `n_keep` remain. Each round ranks all units by removal delta (in parallel, under
-    `table_beta`, e.g. cheaper tables only), then removes up to `batch_share` of the excess by lazy greedy (fresh
-    deltas, so batched removals do not overshoot). When no removal helps any more, or at the deadline, the rest
+    `table_beta`, e.g. cheaper tables only), then walks that ranking and removes up to `batch_share` of the excess,
+    re-scoring each unit first (so batched removals do not overshoot). When no removal helps any more, or at the deadline, the rest
     goes by the last ranking."""
     arrays = kernel_arrays(problem, table_beta)
     residual = residual_of(problem, units)
@@ -164,15 +166,15 @@ def trim(
     with Progress("trim", total=excess0) as progress:
         progress.log(f"{len(units):,} -> {n_keep:,} units, loss {loss(problem, residual):.6f}")
         while len(units) > n_keep:
-            stale = unit_deltas(units, -1.0, *arrays, residual)
+            stale = unit_deltas(units, -1.0, arrays, residual)
             order = np.argsort(stale, kind="stable")
             excess = len(units) - n_keep
             drop = np.zeros(len(units), dtype=bool)
             if time.monotonic() < deadline:
-                drop = _greedy_removals(order, stale, max(1, math.ceil(batch_share * excess)), units, *arrays, residual)
+                drop = _greedy_removals(order, stale, max(1, math.ceil(batch_share * excess)), units, arrays, residual)
             if not drop.any():
                 drop[order[:excess]] = True
-                apply_units(units[drop], -1.0, *arrays, residual)
+                apply_units(units[drop], -1.0, arrays, residual)
             units = units[~drop]
             progress.update(excess0 - len(units) + n_keep, loss=loss(problem, residual))
         progress.log(f"done, loss {loss(problem, residual):.6f}")
@@ -192,16 +194,16 @@ def _swap_chunk(units, selected, positions, candidates, accept_draws, temperatur
     accepted = 0
     for i in range(len(positions)):
         u = units[positions[i]]
-        d_out = unit_delta(u, -1.0, *full, residual)
-        apply_unit(u, -1.0, *full, residual)
+        d_out = unit_delta(u, -1.0, full, residual)
+        apply_unit(u, -1.0, full, residual)
         for k in numba.prange(n_candidates):
             v = candidates[i, k]
-            screened[k] = np.inf if selected[v] else unit_delta(v, 1.0, *screen, residual)
+            screened[k] = np.inf if selected[v] else unit_delta(v, 1.0, screen, residual)
         if n_finalists > 0:
             order = np.argsort(screened)[:n_finalists]
             for k in numba.prange(len(order)):
                 v = candidates[i, order[k]]
-                finalists[k] = np.inf if selected[v] else unit_delta(v, 1.0, *full, residual)
+                finalists[k] = np.inf if selected[v] else unit_delta(v, 1.0, full, residual)
             pick = np.argmin(finalists[: len(order)])
             best, d_in = order[pick], finalists[pick]
         else:
@@ -211,13 +213,13 @@ def _swap_chunk(units, selected, positions, candidates, accept_draws, temperatur
         keep_swap = change < -1e-15 or (temperature > 0.0 and change < np.inf and accept_draws[i] < np.exp(-change / temperature))
         if keep_swap:
             v = candidates[i, best]
-            apply_unit(v, 1.0, *full, residual)
+            apply_unit(v, 1.0, full, residual)
             selected[u] = False
             selected[v] = True
             units[positions[i]] = v
             accepted += 1
         else:
-            apply_unit(u, 1.0, *full, residual)
+            apply_unit(u, 1.0, full, residual)
     return accepted
 
 

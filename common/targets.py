@@ -53,7 +53,6 @@ class Problem:
     coherence_beta: np.ndarray  # (E,) float64
     target: np.ndarray  # (T cells + E,) float64, target counts for `n_target` units
     n_target: int
-    column_names: list[str]
     pool_groups: Groups  # unit u is pool group u (a row, for flat data)
 
     @property
@@ -169,7 +168,6 @@ def build_problem(
         coherence_beta=np.repeat(alpha_coh / (2 * n_target * coh_norm), np.diff(coh_offsets)),
         target=np.concatenate([frame_target, coh_target]),
         n_target=n_target,
-        column_names=names,
         pool_groups=pool_groups,
     )
 

@@ -1,7 +1,5 @@
 """The selection engine on small problems with known answers."""
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest

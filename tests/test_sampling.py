@@ -1,7 +1,6 @@
 """Which rows qa looks at: replayed draws equal qa's own sampling; expected frames weight every candidate."""
 
 import numpy as np
-import pandas as pd
 from fixtures import sequential_table
 from mostlyai.qa._sampling import sample_two_consecutive_rows
 
@@ -17,7 +16,8 @@ def test_replayed_pairs_equal_qa_sample_two_consecutive_rows():
     frame = QaDraws(42).frame(group_rows(df["key"], len(df)))
     assert sorted(frame.first) == sorted(first["row"])
     ours = {int(a): int(b) for a, b in zip(frame.first, frame.second) if b >= 0}
-    assert ours == dict(zip(first.merge(second, on="key")["row_x"], first.merge(second, on="key")["row_y"]))
+    pairs = first.merge(second, on="key")
+    assert ours == dict(zip(pairs["row_x"], pairs["row_y"]))
 
 
 def test_expected_frame_weights_each_group_once():
