@@ -44,7 +44,6 @@ class Settings:
     ipf_passes: int
     oversize: float = 1.25
     trim_batch_share: float = 0.5
-    trim_tables: tuple = ("univariate", "bivariate", "trivariate", "next_row")  # tables that rank removals
     coherence_share: float = 0.0  # of the refinement time, for coherence-only swaps first
     n_candidates: int = 16
     screen_tables: tuple = ()  # kinds of tables that rank candidates before the full objective (none: no screening)
@@ -100,8 +99,7 @@ def run(challenge: str, size: float, budget: float | None, seed: int = 0) -> dic
     weights = ipf(problem, settings.ipf_pairs, settings.ipf_passes, deadline=time.monotonic() + min(0.3 * budget, left()))
     units = expectation_rounding(weights, int(settings.oversize * problem.n_target), rng)
     record("ipf", units)
-    trim_beta = np.where(np.isin(problem.table_kind, settings.trim_tables), problem.table_beta, 0.0)
-    units = trim(problem, units, problem.n_target, time.monotonic() + min(0.25 * budget, left()), settings.trim_batch_share, trim_beta)
+    units = trim(problem, units, problem.n_target, time.monotonic() + min(0.25 * budget, left()), settings.trim_batch_share)
     record("trim", units)
     if settings.coherence_share:
         units = refine(problem, units, rng, time.monotonic() + settings.coherence_share * max(left(), 0), n_candidates=settings.n_candidates,

@@ -47,6 +47,14 @@ N_BINS_COHERENCE = 30
 N_TOP_CATEGORIES = 9
 MIN_SYNTHETIC, MIN_TRAINING, MIN_HOLDOUT = 100, 90, 10  # qa's minimum sample sizes (rows or sequences)
 ASPECTS = ("univariate", "bivariate", "trivariate", "coherence")
+ASPECT_OF_KIND = {  # coherence is the mean of its three parts' means
+    "univariate": "univariate",
+    "bivariate": "bivariate",
+    "trivariate": "trivariate",
+    "next_row": "coherence",
+    "categories_per_sequence": "coherence",
+    "sequences_per_category": "coherence",
+}
 
 Mode = Literal["replicate", "expected"]
 
@@ -138,7 +146,7 @@ def evaluate(
     })
     if coherence is not None:
         detail = pd.concat([detail, _coherence_tables(*coherence, mode)], ignore_index=True)
-    return _aggregate(detail)
+    return aggregate(detail)
 
 
 def _groups(frames_of: dict, originals: list[str], context_key: str | None) -> tuple[dict[str, Groups], Groups | None]:
@@ -193,16 +201,12 @@ def _coherence_tables(original, synthetic, mode: Mode) -> pd.DataFrame:
         bins = fit_bins(ori_column, N_BINS_COHERENCE)
         ori_masks = code_masks(bins.encode(ori_column), ori_groups.row_group, ori_groups.n_groups)
         syn_masks = code_masks(bins.encode(syn_columns[col]), syn_groups.row_group, syn_groups.n_groups)
-        # sequences per category: the 9 categories in most sequences, all others pooled into one slot
-        top = np.argsort(-sequences_with_codes(ori_masks, bins.n_codes), kind="stable")[:N_TOP_CATEGORIES]
-        other = bins.breaks.index(OTHER_BIN) if bins.kind == "categorical" else None
-        ori_slots, syn_slots = (_sequences_per_slot(m, top, other) for m in (ori_masks, syn_masks))
-        acc, acc_max = table_accuracies(np.array([0, len(ori_slots)]), ori_slots, syn_slots, _rounding(mode))
+        slots = category_slots(ori_masks, bins)
+        ori_slots, syn_slots = (sequences_per_slot(m, slots) for m in (ori_masks, syn_masks))
+        acc, acc_max = table_accuracies(np.array([0, len(slots)]), ori_slots, syn_slots, _rounding(mode))
         rows.append(("sequences_per_category", (col,), acc[0], acc_max[0]))
         # distinct categories per sequence: the counts binned in 10 bins
-        ori_counts, syn_counts = (
-            ColumnData("numeric", np.bitwise_count(m).astype(np.float64), np.zeros(len(m), dtype=bool)) for m in (ori_masks, syn_masks)
-        )
+        ori_counts, syn_counts = distinct_counts(ori_masks), distinct_counts(syn_masks)
         count_bins = fit_bins(ori_counts, N_BINS)
         ori_hist = np.bincount(count_bins.encode(ori_counts), minlength=count_bins.n_codes).astype(float)
         syn_hist = np.bincount(count_bins.encode(syn_counts), minlength=count_bins.n_codes).astype(float)
@@ -225,30 +229,40 @@ def sequences_with_codes(masks: np.ndarray, n_codes: int) -> np.ndarray:
     return np.array([np.count_nonzero(masks & np.uint64(1 << c)) for c in range(n_codes)], dtype=np.float64)
 
 
-def _sequences_per_slot(masks: np.ndarray, top: np.ndarray, other: int | None) -> np.ndarray:
-    """Groups holding each top code, and groups holding any other code (pooled with '(other)' if it is on top)."""
+def category_slots(masks: np.ndarray, bins: ColumnBins) -> list[np.uint64]:
+    """Sequences per category: the 9 categories held by most of these sequences, one slot (bit mask) each, and
+    one slot for all the others (pooled with '(other)' when that is on top)."""
+    top = np.argsort(-sequences_with_codes(masks, bins.n_codes), kind="stable")[:N_TOP_CATEGORIES]
+    other = bins.breaks.index(OTHER_BIN) if bins.kind == "categorical" else None
     top_bits = np.uint64(sum(1 << int(c) for c in top))
-    other_bits = ~top_bits | (np.uint64(1 << other) if other is not None else np.uint64(0))
-    counts = sequences_with_codes(masks, int(max(top)) + 1)[[c for c in top if c != other]]
-    return np.append(counts, np.count_nonzero(masks & other_bits))
+    rest = ~top_bits | (np.uint64(1 << other) if other is not None else np.uint64(0))
+    return [np.uint64(1 << int(c)) for c in top if c != other] + [rest]
+
+
+def sequences_per_slot(masks: np.ndarray, slots: list[np.uint64]) -> np.ndarray:
+    """For each slot, the number of groups holding one of its codes."""
+    return np.array([np.count_nonzero(masks & bits) for bits in slots], dtype=np.float64)
+
+
+def distinct_counts(masks: np.ndarray) -> ColumnData:
+    """The number of distinct codes of each group, as a numeric column."""
+    return ColumnData("numeric", np.bitwise_count(masks).astype(np.float64), np.zeros(len(masks), dtype=bool))
 
 
 def _rounding(mode: Mode) -> int | None:
     return 5 if mode == "replicate" else None
 
 
-def _aggregate(detail: pd.DataFrame) -> Scores:
-    """qa's aspects: means of per-table accuracies; coherence is the mean of its three parts' means."""
-
-    def mean(kinds, column):
-        values = detail.loc[detail.kind.isin(kinds), column]
-        return float(values.mean()) if len(values) else None
+def aggregate(detail: pd.DataFrame) -> Scores:
+    """qa's aspects from per-table accuracies (`detail`: kind, accuracy, accuracy_max): means per kind, the
+    kinds' means per aspect (`ASPECT_OF_KIND`), overall = mean of the aspects present."""
 
     def aspects(column):
-        out = {k: mean([k], column) for k in ("univariate", "bivariate", "trivariate")}
-        parts = [mean([k], column) for k in ("next_row", "categories_per_sequence", "sequences_per_category")]
-        parts = [p for p in parts if p is not None]
-        out["coherence"] = float(np.mean(parts)) if parts else None
+        per_kind = detail.groupby("kind")[column].mean()
+        out = {}
+        for aspect in ASPECTS:
+            parts = [per_kind[k] for k, a in ASPECT_OF_KIND.items() if a == aspect and k in per_kind]
+            out[aspect] = float(np.mean(parts)) if parts else None
         out["overall"] = float(np.mean([v for v in out.values() if v is not None]))
         return out
 

@@ -153,13 +153,11 @@ def trim(
     n_keep: int,
     deadline: float,
     batch_share: float = 0.5,
-    table_beta: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Remove units until `n_keep` remain. Each round ranks all units by removal delta (in parallel, under
-    `table_beta`, e.g. cheaper tables only), then walks that ranking and removes up to `batch_share` of the excess,
+    """Remove units until `n_keep` remain. Each round ranks all units by removal delta (in parallel), then walks that ranking and removes up to `batch_share` of the excess,
     re-scoring each unit first (so batched removals do not overshoot). When no removal helps any more, or at the deadline, the rest
     goes by the last ranking."""
-    arrays = kernel_arrays(problem, table_beta)
+    arrays = kernel_arrays(problem)
     residual = residual_of(problem, units)
     units = np.array(units, dtype=np.int64)
     excess0 = len(units) - n_keep

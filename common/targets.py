@@ -22,20 +22,20 @@ import numpy as np
 import pandas as pd
 import scipy.sparse
 
-from common.binning import OTHER_BIN, ColumnData, column_kind, fit_bins
-from common.metric import MAX_COLUMNS, N_BINS, N_BINS_COHERENCE, N_TOP_CATEGORIES, code_masks, sequences_with_codes
+from common.binning import ColumnData, column_kind, fit_bins
+from common.metric import (
+    ASPECT_OF_KIND,
+    MAX_COLUMNS,
+    N_BINS,
+    N_BINS_COHERENCE,
+    aggregate,
+    category_slots,
+    code_masks,
+    distinct_counts,
+    sequences_per_slot,
+)
 from common.sampling import SEQUENCE_LENGTH, Groups, expected_coherence_rows, expected_frame, group_rows, prepared_frame
-from common.tables import TableSet, n_triples, qa_tables
-
-ASPECT_OF_KIND = {
-    "univariate": "univariate",
-    "bivariate": "bivariate",
-    "trivariate": "trivariate",
-    "next_row": "coherence",
-    "categories_per_sequence": "coherence",
-    "sequences_per_category": "coherence",
-}
-
+from common.tables import TableSet, n_triples, qa_tables, table_accuracies
 
 @dataclass
 class Problem:
@@ -79,22 +79,13 @@ class Problem:
         coherence = np.asarray(self.coherence[units].sum(axis=0)).ravel().astype(np.float64)
         return np.concatenate([frame, coherence])
 
-    def accuracy(self, hist: np.ndarray) -> dict[str, float]:
+    def accuracy(self, hist: np.ndarray) -> dict[str, float | None]:
         """Expected-mode accuracy aspects of a histogram against the training targets (each table normalised)."""
         offsets = np.concatenate([self.tables.offsets, self.n_frame_cells + self.coherence_offsets[1:]])
+        accuracy, accuracy_max = table_accuracies(offsets, self.target, hist)
         kinds = np.concatenate([self.table_kind, self.coherence_kind])
-        starts = offsets[:-1]
-        sizes = np.diff(offsets)
-        total_h = np.add.reduceat(hist, starts)
-        total_t = np.add.reduceat(self.target, starts)
-        l1 = np.add.reduceat(np.abs(hist / np.repeat(np.maximum(total_h, 1e-12), sizes) - self.target / np.repeat(total_t, sizes)), starts)
-        accuracy = pd.Series(1 - l1 / 2).groupby(kinds).mean()
-        out = {a: float(accuracy[k]) for k, a in ASPECT_OF_KIND.items() if a != "coherence" and k in accuracy}
-        parts = [accuracy[k] for k, a in ASPECT_OF_KIND.items() if a == "coherence" and k in accuracy]
-        if parts:
-            out["coherence"] = float(np.mean(parts))
-        out["overall"] = float(np.mean(list(out.values())))
-        return out
+        detail = pd.DataFrame({"kind": kinds, "accuracy": accuracy, "accuracy_max": accuracy_max})
+        return aggregate(detail).as_dict(with_max=False)
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -215,7 +206,7 @@ def _coherence_cells(trn_columns, trn_groups, pool, kinds, pool_groups, n_target
         trn_masks = code_masks(bins.encode(trn_column), trn_row_group, trn_groups.n_groups)
         pool_masks = code_masks(bins.encode(ColumnData.of(pool[col], kinds[col])), pool_groups.row_group, pool_groups.n_groups)
         # distinct categories per sequence
-        trn_counts, pool_counts = (ColumnData("numeric", np.bitwise_count(m).astype(np.float64), np.zeros(len(m), bool)) for m in (trn_masks, pool_masks))
+        trn_counts, pool_counts = distinct_counts(trn_masks), distinct_counts(pool_masks)
         count_bins = fit_bins(trn_counts, N_BINS)
         pool_cell = count_bins.encode(pool_counts).astype(np.int64)
         blocks.append(scipy.sparse.csr_matrix((np.ones(len(pool_cell), np.float32), (np.arange(len(pool_cell)), pool_cell)), shape=(len(pool_cell), count_bins.n_codes)))
@@ -223,15 +214,11 @@ def _coherence_cells(trn_columns, trn_groups, pool, kinds, pool_groups, n_target
         norms.append(1.0)
         table_kinds.append("categories_per_sequence")
         sizes.append(count_bins.n_codes)
-        # sequences per category: top 9 slots, and the rest pooled (with '(other)' when it is on top)
-        top = np.argsort(-sequences_with_codes(trn_masks, bins.n_codes), kind="stable")[:N_TOP_CATEGORIES]
-        other = bins.breaks.index(OTHER_BIN) if bins.kind == "categorical" else None
-        slot_bits = [np.uint64(1 << int(c)) for c in top if c != other]
-        top_bits = np.uint64(sum(1 << int(c) for c in top))
-        slot_bits.append(~top_bits | (np.uint64(1 << other) if other is not None else np.uint64(0)))
+        # sequences per category: top 9 slots, and the rest pooled
+        slot_bits = category_slots(trn_masks, bins)
         holds = np.stack([(pool_masks & bits) != 0 for bits in slot_bits], axis=1)
         blocks.append(scipy.sparse.csr_matrix(holds.astype(np.float32)))
-        trn_holds = np.array([np.count_nonzero(trn_masks & bits) for bits in slot_bits], dtype=np.float64)
+        trn_holds = sequences_per_slot(trn_masks, slot_bits)
         targets.append(trn_holds * (n_target / trn_groups.n_groups))
         norms.append(trn_holds.sum() / trn_groups.n_groups)  # slots held by a sequence, on average
         table_kinds.append("sequences_per_category")
