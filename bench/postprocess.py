@@ -28,30 +28,25 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.problems import prize_flat, prize_sequential  # noqa: E402
-from common.ipf import expectation_rounding, ipf  # noqa: E402
 from common.metric import evaluate  # noqa: E402
-from common.refine import refine, trim  # noqa: E402
+from common.select import SelectionSettings, select_units  # noqa: E402
 from common.targets import build_problem  # noqa: E402
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
     n_training: int  # rows (flat) or groups (sequential)
     n_pool: int
     budget: float  # seconds for the whole post-processing
     max_triples: int
-    ipf_pairs: int
-    ipf_passes: int
-    oversize: float = 1.25
-    trim_batch_share: float = 0.5
-    coherence_share: float = 0.0  # of the refinement time, for coherence-only swaps first
-    n_candidates: int = 16
-    screen_tables: tuple = ()  # kinds of tables that rank candidates before the full objective (none: no screening)
+    selection: SelectionSettings
 
 
 SETTINGS = {
-    "flat": Settings(100_000, 2_500_000, 300, max_triples=500, ipf_pairs=500, ipf_passes=2, n_candidates=64, screen_tables=("univariate",)),
-    "sequential": Settings(20_000, 300_000, 180, max_triples=2_000, ipf_pairs=100, ipf_passes=3, coherence_share=0.2),
+    "flat": Settings(100_000, 2_500_000, 300, max_triples=500, selection=SelectionSettings(
+        ipf_pairs=500, ipf_passes=2, n_candidates=64, screen_tables=("univariate",))),
+    "sequential": Settings(20_000, 300_000, 180, max_triples=2_000, selection=SelectionSettings(
+        ipf_pairs=100, ipf_passes=3, coherence_share=0.2)),
 }
 
 
@@ -75,40 +70,21 @@ def run(challenge: str, size: float, budget: float | None, seed: int = 0) -> dic
     training, holdout, pool, key = make_data(challenge, settings, size)
     print(f"# {challenge}: data made in {time.perf_counter() - start:.0f} s; pool {len(pool):,} rows", file=sys.stderr)
 
+    start = time.monotonic()
+    problem = build_problem(training, pool, key, max_triples=settings.max_triples, seed=seed)
+    build_seconds = time.monotonic() - start
+    selections = []  # (step, units, seconds), scored after the selection so that scoring takes no budget
+    select_units(problem, settings.selection, time.monotonic() + budget - build_seconds, np.random.default_rng(seed),
+                 on_step=lambda step, units, seconds: selections.append((step, units.copy(), seconds)))
     steps = []
-    clock = time.monotonic()  # start of the current step; evaluations between steps are not timed
-
-    def left() -> float:
-        """Seconds of the budget not yet spent by the steps, including the current one."""
-        return budget - sum(s["seconds"] for s in steps) - (time.monotonic() - clock)
-
-    def record(step: str, units: np.ndarray) -> None:
-        nonlocal clock
-        seconds = time.monotonic() - clock
+    for step, units, seconds in selections:
         expected = problem.accuracy(problem.histogram(units))["overall"]
         selection = pool.iloc[problem.pool_rows(units)].reset_index(drop=True)
         official = evaluate(training, selection, holdout, key, "replicate", 1).as_dict(with_max=True)
-        steps.append({"step": step, "seconds": round(seconds, 1), "peak_rss_gb": round(peak_rss_gb(), 2),
-                      "expected": round(expected, 5), "official": official["overall"], "official_max": official["overall_max"]})
+        seconds += build_seconds if step == "random" else 0.0
+        steps.append({"step": "build" if step == "random" else step, "seconds": round(seconds, 1), "expected": round(expected, 5),
+                      "official": official["overall"], "official_max": official["overall_max"]})
         print(f"# {steps[-1]}", file=sys.stderr)
-        clock = time.monotonic()
-
-    rng = np.random.default_rng(seed)
-    problem = build_problem(training, pool, key, max_triples=settings.max_triples, seed=seed)
-    record("build", rng.choice(problem.n_units, problem.n_target, replace=False))  # the raw pool: a random subset
-    weights = ipf(problem, settings.ipf_pairs, settings.ipf_passes, deadline=time.monotonic() + min(0.3 * budget, left()))
-    units = expectation_rounding(weights, int(settings.oversize * problem.n_target), rng)
-    record("ipf", units)
-    units = trim(problem, units, problem.n_target, time.monotonic() + min(0.25 * budget, left()), settings.trim_batch_share)
-    record("trim", units)
-    if settings.coherence_share:
-        units = refine(problem, units, rng, time.monotonic() + settings.coherence_share * max(left(), 0), n_candidates=settings.n_candidates,
-                       candidate_weights=weights, table_beta=np.zeros_like(problem.table_beta), name="coherence")
-        record("coherence", units)
-    screen = np.flatnonzero(np.isin(problem.table_kind, settings.screen_tables)) if settings.screen_tables else None
-    units = refine(problem, units, rng, time.monotonic() + max(left(), 0), n_candidates=settings.n_candidates,
-                   candidate_weights=weights, screen_tables=screen)
-    record("refine", units)
     return {
         "challenge": challenge,
         "pool_units": problem.n_units,

@@ -58,6 +58,28 @@ def check_context_key(df: pd.DataFrame, context_key: str | None, name: str) -> N
         raise DataError(f"{name}: the context key column '{context_key}' has empty values")
 
 
+def check_training(df: pd.DataFrame, context_key: str | None, group_lengths: tuple[int, int] | None, name: str) -> None:
+    """Require a complete context key, groups of allowed lengths (sequential) and no text among numbers.
+
+    A column counts as numeric when at least 99 % of its non-empty values are numbers; any other value in it is
+    an error (a typo, a unit, a stray header), rather than a silently categorical column."""
+    check_context_key(df, context_key, name)
+    if context_key is not None and group_lengths is not None:
+        sizes = df.groupby(context_key, sort=False).size()
+        bad = sizes[(sizes < group_lengths[0]) | (sizes > group_lengths[1])]
+        if len(bad):
+            raise DataError(f"{name}: {len(bad):,} groups have fewer than {group_lengths[0]} or more than {group_lengths[1]} "
+                            f"rows (e.g. {context_key} {bad.index[0]!r} with {bad.iloc[0]})")
+    for col in df.columns:
+        if col == context_key or pd.api.types.is_numeric_dtype(df[col]) or pd.api.types.is_bool_dtype(df[col]):
+            continue
+        values = df[col].dropna()
+        values = values[values.astype("string").str.strip() != ""]
+        numbers = pd.to_numeric(values, errors="coerce")
+        if numbers.notna().mean() >= 0.99 and numbers.isna().any():
+            raise DataError(f"{name}: column '{col}' holds numbers but also the value {values[numbers.isna()].iloc[0]!r}")
+
+
 def align_to_training(training: pd.DataFrame, other: pd.DataFrame, name: str) -> pd.DataFrame:
     """Return `other` with the training data's columns, in its order, and numeric where training is numeric.
 
@@ -79,6 +101,36 @@ def align_to_training(training: pd.DataFrame, other: pd.DataFrame, name: str) ->
             other[col] = numbers
     return other
 
+
+
+def conform_to_training(df: pd.DataFrame, training: pd.DataFrame, skip: tuple = ()) -> pd.DataFrame:
+    """`df` with the training data's columns, order and dtypes (integers rounded; columns in `skip` left as they are)."""
+    out = {}
+    for col in training.columns:
+        values, dtype = df[col], training[col].dtype
+        if col in skip:
+            out[col] = values
+        elif pd.api.types.is_bool_dtype(dtype):
+            out[col] = values.map({True: True, False: False, "True": True, "False": False}).astype(bool)
+        elif pd.api.types.is_integer_dtype(dtype):
+            numbers = pd.to_numeric(values).round().astype("Int64")
+            out[col] = numbers if numbers.isna().any() else numbers.astype(dtype)
+        elif pd.api.types.is_float_dtype(dtype):
+            out[col] = pd.to_numeric(values).astype(dtype)
+        else:
+            out[col] = values.astype(dtype)
+    return pd.DataFrame(out, index=df.index)
+
+
+def write_atomic(path: str | os.PathLike, write) -> None:
+    """Call `write(temporary_path)`, then rename the result to `path`: readers never see a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{path.name}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _names(cols: list) -> str:

@@ -1,0 +1,69 @@
+"""The selection recipe: IPF -> expectation rounding to an oversized subset -> trimming -> [coherence swaps] ->
+swap refinement, all within one deadline. The steps live in `common/ipf.py` and `common/refine.py`; this module
+only chains them and shares the time between them."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from common.ipf import expectation_rounding, ipf
+from common.refine import refine, trim
+from common.targets import Problem
+
+
+@dataclass(frozen=True)
+class SelectionSettings:
+    ipf_pairs: int = 500  # bivariate tables IPF matches (top mutual information), besides all univariates
+    ipf_passes: int = 3
+    oversize: float = 1.25  # the IPF sample is this many times the target, then trimmed
+    trim_batch_share: float = 0.5  # units removed per ranking round, as a share of those still to remove
+    coherence_share: float = 0.0  # share of the refinement time for coherence-only swaps first (sequential)
+    n_candidates: int = 16  # pool candidates scored per swap
+    screen_tables: tuple[str, ...] = ()  # table kinds that pre-rank candidates (e.g. ("univariate",)); () for none
+    ipf_time_share: float = 0.3  # at most this share of the time for IPF ...
+    trim_time_share: float = 0.25  # ... and this share for trimming
+
+
+def select_units(
+    problem: Problem,
+    settings: SelectionSettings,
+    deadline: float,
+    rng: np.random.Generator,
+    on_step: Callable[[str, np.ndarray, float], None] | None = None,
+) -> np.ndarray:
+    """Choose `problem.n_target` pool units (indices, sorted) before `deadline` (a `time.monotonic()` value).
+
+    `on_step(name, units, seconds)` is called after each step ("random", "ipf", "trim", "coherence", "refine");
+    "random" is a uniform random subset: what the raw pool would score.
+    """
+    on_step = on_step or (lambda name, units, seconds: None)
+    budget = max(deadline - time.monotonic(), 0.0)
+
+    def until(share: float) -> float:
+        return min(time.monotonic() + share * budget, deadline)
+
+    clock = time.monotonic()
+
+    def done(name: str, units: np.ndarray) -> np.ndarray:
+        nonlocal clock
+        on_step(name, units, time.monotonic() - clock)
+        clock = time.monotonic()
+        return units
+
+    done("random", np.sort(rng.choice(problem.n_units, problem.n_target, replace=False)))
+    weights = ipf(problem, settings.ipf_pairs, settings.ipf_passes, until(settings.ipf_time_share))
+    size = min(int(settings.oversize * problem.n_target), problem.n_units)
+    units = done("ipf", expectation_rounding(weights, size, rng))
+    units = done("trim", trim(problem, units, problem.n_target, until(settings.trim_time_share), settings.trim_batch_share))
+    if settings.coherence_share and len(problem.coherence_kind):
+        coherence_deadline = time.monotonic() + settings.coherence_share * max(deadline - time.monotonic(), 0.0)
+        units = done("coherence", refine(problem, units, rng, coherence_deadline, n_candidates=settings.n_candidates,
+                                         candidate_weights=weights, table_beta=np.zeros_like(problem.table_beta),
+                                         name="coherence"))
+    screen = np.flatnonzero(np.isin(problem.table_kind, settings.screen_tables)) if settings.screen_tables else None
+    return done("refine", refine(problem, units, rng, deadline, n_candidates=settings.n_candidates,
+                                 candidate_weights=weights, screen_tables=screen))

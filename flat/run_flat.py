@@ -1,0 +1,58 @@
+"""FLAT challenge: a synthetic table with the statistics of the training data.
+
+    python flat/run_flat.py --training data/flat-training.csv [--holdout PATH]
+        [--profile auto|gpu|cpu|smoke] [--time-budget MIN] [--set key=value ...] [--out DIR] [--seed N]
+
+Recipe (common/pipeline.py): train the MOSTLY AI generator (with "is missing" indicators) -> sample a large
+pool -> choose as many rows as the training data has: IPF on the univariates and the top mutual-information
+pairs, expectation rounding to 1.25x, trimming, swap refinement on uni-, bi- and trivariate tables -> privacy
+guard -> outputs/flat/<profile>/submission.csv and metrics.json.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.pipeline import main  # noqa: E402
+
+CONFIG = dict(
+    training="data/flat-training.csv",
+    holdout=None,             # optional: final scores and privacy reference only
+    seed=0,
+    time_budget_min=90,       # the whole run; selection gets what training and sampling leave
+    finish_minutes=2,         # kept at the end for the privacy check, scores and writing
+    # generator (MOSTLY AI SDK, TabularARGN)
+    model="MOSTLY_AI/Medium",
+    max_epochs=100,
+    train_minutes=45,         # per iteration
+    batch_size=None,          # None: the SDK's choice
+    max_training_samples=None,  # train on at most this many rows (None: all)
+    iterations=1,             # generators trained with seeds seed, seed + 1, ...; their pools are pooled
+    pool_size=500_000,        # rows sampled in all
+    temperature=1.0,
+    # selection (common/select.py)
+    target_size=None,         # rows in the submission (None: as many as the training data)
+    max_triples=500,          # trivariate tables in the objective (a seeded sample)
+    ipf_pairs=500,
+    ipf_passes=2,
+    oversize=1.25,
+    trim_batch_share=0.5,
+    n_candidates=64,
+    screen_tables=("univariate",),  # candidates are pre-ranked on these tables, the best scored on all
+    # privacy (common/privacy.py)
+    max_dcr_share=0.52,
+)
+
+PROFILES = {
+    # the winner's scale: two Large models on a GPU, a 2.5 M-row pool
+    "gpu": dict(model="MOSTLY_AI/Large", iterations=2, train_minutes=50, pool_size=2_500_000, time_budget_min=150),
+    # one Medium model, sized to finish within 90 min on 2 CPU cores
+    "cpu": dict(),
+    # a quick end-to-end try (< 3 min): a small model, a few thousand rows
+    "smoke": dict(model="MOSTLY_AI/Small", max_epochs=1, train_minutes=0.3, max_training_samples=2_000, pool_size=6_000,
+                  target_size=1_000, time_budget_min=3, finish_minutes=0.5, max_triples=100, ipf_pairs=50),
+}
+
+if __name__ == "__main__":
+    sys.exit(main("flat", CONFIG, PROFILES))

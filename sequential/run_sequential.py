@@ -1,0 +1,61 @@
+"""SEQUENTIAL challenge: synthetic groups of rows (`group_id`) with the statistics of the training data.
+
+    python sequential/run_sequential.py --training data/sequential-training.csv [--holdout PATH]
+        [--profile auto|gpu|cpu|smoke] [--time-budget MIN] [--set key=value ...] [--out DIR] [--seed N]
+
+Recipe (common/pipeline.py): train the MOSTLY AI generator with the groups as context -> sample ~15x the
+training groups -> choose as many groups as the training data has: IPF, trimming, coherence swaps (distinct
+categories per sequence, sequences per category), swap refinement with the sequence length as a feature ->
+privacy guard -> outputs/sequential/<profile>/submission.csv and metrics.json.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.pipeline import main  # noqa: E402
+
+CONFIG = dict(
+    training="data/sequential-training.csv",
+    holdout=None,             # optional: final scores and privacy reference only
+    context_key="group_id",
+    group_lengths=(5, 10),    # allowed rows per group in the training data (None: any)
+    seed=0,
+    time_budget_min=90,       # the whole run; selection gets what training and sampling leave
+    finish_minutes=1.5,       # kept at the end for the privacy check, scores and writing
+    # generator (MOSTLY AI SDK, TabularARGN)
+    model="MOSTLY_AI/Medium",
+    max_epochs=100,
+    train_minutes=60,         # per iteration
+    batch_size=None,          # None: the SDK's choice
+    max_training_samples=None,  # train on at most this many groups (None: all)
+    iterations=1,             # generators trained with seeds seed, seed + 1, ...; their pools are pooled
+    pool_size=300_000,        # groups sampled in all
+    temperature=1.0,
+    # selection (common/select.py)
+    target_size=None,         # groups in the submission (None: as many as the training data)
+    max_triples=2_000,        # trivariate tables in the objective (a seeded sample)
+    ipf_pairs=100,
+    ipf_passes=3,
+    oversize=1.25,
+    trim_batch_share=0.5,
+    coherence_share=0.2,
+    n_candidates=16,
+    screen_tables=(),
+    # privacy (common/privacy.py)
+    max_dcr_share=0.52,
+)
+
+PROFILES = {
+    # the winner's scale: three Medium models on a GPU
+    "gpu": dict(iterations=3, train_minutes=20, time_budget_min=90),
+    # one Medium model, sized to finish within 90 min on 2 CPU cores
+    "cpu": dict(),
+    # a quick end-to-end try (< 3 min): a small model, a few hundred groups
+    "smoke": dict(model="MOSTLY_AI/Small", max_epochs=1, train_minutes=0.3, max_training_samples=500, pool_size=1_500,
+                  target_size=300, time_budget_min=3, finish_minutes=0.5, max_triples=200, ipf_pairs=20),
+}
+
+if __name__ == "__main__":
+    sys.exit(main("sequential", CONFIG, PROFILES))
