@@ -105,6 +105,7 @@ def generate_pool(
     from mostlyai.sdk import MostlyAI
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("mostlyai.engine").setLevel(logging.ERROR)  # notices about the key-only subject table
     indicators = missing_indicator_columns(training, context_key)
     mostly = None
     parts = []

@@ -14,6 +14,7 @@ import ast
 import hashlib
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from common.generate import ModelSettings, device_name, generate_pool
 from common.io import DataError, align_to_training, check_training, conform_to_training, exit_on_data_error, read_table, write_atomic
 from common.metric import evaluate
 from common.privacy import PrivacyGuard
+from common.report import qa_report, step_plot, summary_table
 from common.select import SelectionSettings, select_units
 from common.targets import build_problem
 
@@ -59,6 +61,17 @@ def main(challenge: str, defaults: dict, profiles: dict[str, dict], argv: list[s
         config["out"] = config.get("out") or str(ROOT / "outputs" / challenge / profile)
         run(challenge, config)
     return 0
+
+
+def exit_quietly(code: int) -> None:
+    """Exit without the interpreter's teardown, after flushing the output: the SDK's duckdb prints pages of
+    harmless "leaked instance" reports at teardown, which would bury the summary table."""
+    for handler in logging.getLogger().handlers + [h for lg in logging.Logger.manager.loggerDict.values()
+                                                   if isinstance(lg, logging.Logger) for h in lg.handlers]:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _parse_value(text: str):
@@ -108,7 +121,7 @@ def run(challenge: str, config: dict) -> dict:
     finish = 60 * config["finish_minutes"]  # kept for the privacy check, the scores and the writing
     units = select_units(problem, _selection_settings(config), deadline - finish, rng, on_step)
     clock = time.monotonic()
-    guard = PrivacyGuard(training, holdout, key, config["max_dcr_share"], config["seed"])
+    guard = PrivacyGuard(training, holdout, key, config["max_dcr_share"], config["seed"], config["privacy_sample_rows"])
     units = guard.enforce(problem, pool, units, rng, log)
     on_step("privacy", units, time.monotonic() - clock)
 
@@ -117,7 +130,13 @@ def run(challenge: str, config: dict) -> dict:
     metrics = _metrics(challenge, config, training, holdout, pool, problem, selections, seconds, guard, key)
     metrics["seconds_total"] = round(time.monotonic() - start, 1)
     write_atomic(out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2)))
-    log.info(f"wrote {out / 'submission.csv'} ({len(submission):,} rows) and {out / 'metrics.json'}")
+    write_atomic(out / "steps.png", lambda tmp: step_plot(metrics, tmp))
+    log.info(f"wrote {out / 'submission.csv'} ({len(submission):,} rows), metrics.json and steps.png")
+    if config.get("qa_report"):
+        log.info("writing the official qa report (report.html; slow on large data: --set qa_report=False skips it) ...")
+        clock = time.monotonic()
+        write_atomic(out / "report.html", lambda tmp: qa_report(training, submission, holdout, key, tmp))
+        log.info(f"wrote {out / 'report.html'} ({time.monotonic() - clock:.0f} s)")
     print(summary_table(metrics), file=sys.stderr)
     return metrics
 
@@ -184,21 +203,3 @@ def _metrics(challenge, config, training, holdout, pool, problem, selections, se
         "submission": str(Path(config["out"]) / "submission.csv"),
         "config": {k: v for k, v in config.items() if k not in ("training", "holdout", "out")},
     }
-
-
-def summary_table(metrics: dict) -> str:
-    """A few lines for the terminal: accuracy (raw pool vs submission), privacy, time per step."""
-    acc, raw = metrics["accuracy"], metrics["accuracy_raw"]
-    aspects = [a for a in ("overall", "univariate", "bivariate", "trivariate", "coherence") if acc.get(a) is not None]
-    lines = [f"== {metrics['challenge']} ({metrics['profile']}, seed {metrics['seed']}, {metrics['device']}): {metrics['submission']}",
-             f"{'accuracy':<12}" + "".join(f"{a:>12}" for a in aspects),
-             f"{'raw pool':<12}" + "".join(f"{raw[a]:>12.4f}" for a in aspects),
-             f"{'submission':<12}" + "".join(f"{acc[a]:>12.4f}" for a in aspects)]
-    if acc.get("overall_max") is not None:
-        lines.append(f"{'holdout max':<12}" + "".join(f"{acc[a + '_max']:>12.4f}" for a in aspects))
-    privacy = metrics["privacy"]
-    if privacy.get("dcr_share") is not None:
-        lines.append(f"privacy: DCR share {privacy['dcr_share']:.3f} (limit {privacy['max_dcr_share']}), "
-                     f"identical matches {privacy['identical_training']} (reference {privacy['identical_reference']})")
-    lines.append("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in metrics["seconds"].items()) + f"; total {metrics['seconds_total']:.0f}")
-    return "\n".join(lines)

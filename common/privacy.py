@@ -7,7 +7,8 @@ the training rows (then both halves were seen in training, so the DCR check only
   with the rest of the training data).
 - DCR share: of a sample of selected rows, the share closer to the training rows than to the reference rows
   (ties count half, as in mostlyai-qa). Distances are L1 over training-quantile ranks of numeric values plus one
-  per differing category or missing flag. Above `max_dcr_share` the run stops with a clear message.
+  per differing category or missing flag. When the share exceeds `max_dcr_share` by more than its sampling noise
+  (two standard errors), the run stops with a clear message.
 
 The holdout serves only these checks and the final scores; it never steers training or selection otherwise.
 """
@@ -84,7 +85,7 @@ class PrivacyGuard:
     figures for metrics.json."""
 
     def __init__(self, training: pd.DataFrame, holdout: pd.DataFrame | None, key: str | None, max_dcr_share: float,
-                 seed: int, n_sample: int = 2_000):
+                 seed: int, n_sample: int = 5_000):
         self.key, self.max_dcr_share, self.n_sample = key, max_dcr_share, n_sample
         self.columns = [c for c in training.columns if c != key]
         rng = np.random.default_rng(seed)
@@ -129,7 +130,7 @@ class PrivacyGuard:
         })
         log.info(f"privacy: DCR share {share:.3f} (limit {self.max_dcr_share}), identical matches {self.report['identical_training']:,} "
                  f"(reference allows {allowed:,})")
-        if share > self.max_dcr_share:
+        if share - 2 * np.sqrt(0.25 / len(sample)) > self.max_dcr_share:
             raise DataError(f"privacy: the selection's DCR share is {share:.3f}, above the limit {self.max_dcr_share}: it sits "
                             "closer to the training rows than the reference does; no submission written (lower the "
                             "generator's epochs, raise the temperature, or raise max_dcr_share knowingly)")

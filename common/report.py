@@ -1,0 +1,88 @@
+"""What a run reports beside its submission: the summary table, the step plot, the official qa HTML report.
+
+    python -m common.report outputs/flat/demo-cpu/metrics.json outputs/sequential/demo-cpu/metrics.json
+
+prints one line per run (the final summary of `run_all.sh`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ASPECTS = ("overall", "univariate", "bivariate", "trivariate", "coherence")
+
+
+def summary_table(metrics: dict) -> str:
+    """A few lines for the terminal: accuracy (raw pool vs submission), privacy, time per step."""
+    acc, raw = metrics["accuracy"], metrics["accuracy_raw"]
+    aspects = [a for a in ASPECTS if acc.get(a) is not None]
+    lines = [f"== {metrics['challenge']} ({metrics['profile']}, seed {metrics['seed']}, {metrics['device']}): {metrics['submission']}",
+             f"{'accuracy':<12}" + "".join(f"{a:>12}" for a in aspects),
+             f"{'raw pool':<12}" + "".join(f"{raw[a]:>12.4f}" for a in aspects),
+             f"{'submission':<12}" + "".join(f"{acc[a]:>12.4f}" for a in aspects)]
+    if acc.get("overall_max") is not None:
+        lines.append(f"{'holdout max':<12}" + "".join(f"{acc[a + '_max']:>12.4f}" for a in aspects))
+    privacy = metrics["privacy"]
+    lines.append(f"privacy: DCR share {privacy['dcr_share']:.3f} (limit {privacy['max_dcr_share']}, against the {privacy['reference']}), "
+                 f"identical matches {privacy['identical_training']} (reference {privacy['identical_reference']})")
+    lines.append("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in metrics["seconds"].items()) + f"; total {metrics['seconds_total']:.0f}")
+    return "\n".join(lines)
+
+
+def runs_table(runs: list[dict]) -> str:
+    """One line per run: raw pool vs submission vs holdout, privacy, minutes, output."""
+    rows = [{
+        "challenge": m["challenge"], "profile": m["profile"], "raw pool": m["accuracy_raw"]["overall"],
+        "submission": m["accuracy"]["overall"], "holdout max": m["accuracy"].get("overall_max"),
+        "DCR share": m["privacy"]["dcr_share"], "minutes": round(m["seconds_total"] / 60, 1), "submission file": m["submission"],
+    } for m in runs]
+    return pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.4f}")
+
+
+def step_plot(metrics: dict, path: Path) -> None:
+    """PNG of the expected accuracy after each step, with the official scores of the raw pool and the submission
+    and the holdout's "max" as reference lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [s["step"] for s in metrics["steps"]]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, [s["accuracy_expected"] for s in metrics["steps"]], "o-", label="expected accuracy (objective)")
+    ax.axhline(metrics["accuracy_raw"]["overall"], color="grey", ls=":", label="official: raw pool")
+    ax.axhline(metrics["accuracy"]["overall"], color="C2", ls="--", label="official: submission")
+    if metrics["accuracy"].get("overall_max") is not None:
+        ax.axhline(metrics["accuracy"]["overall_max"], color="C3", ls="-.", label="official: holdout (max)")
+    ax.set_title(f"{metrics['challenge']} ({metrics['profile']}): accuracy after each step")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def qa_report(training: pd.DataFrame, submission: pd.DataFrame, holdout: pd.DataFrame | None, key: str | None, path: Path) -> None:
+    """The official mostlyai-qa HTML report (with similarity and distances against the holdout when given)."""
+    from mostlyai import qa
+
+    qa.set_random_state(1)
+    qa.report(syn_tgt_data=submission, trn_tgt_data=training, hol_tgt_data=holdout, tgt_context_key=key,
+              report_path=path, report_title="Submission report")
+
+
+def main(argv: list[str] | None = None) -> int:
+    paths = argv if argv is not None else sys.argv[1:]
+    runs = [json.loads(Path(p).read_text()) for p in paths if Path(p).exists()]
+    if not runs:
+        print("no metrics.json found", file=sys.stderr)
+        return 1
+    print(runs_table(runs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

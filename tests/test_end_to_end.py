@@ -1,0 +1,84 @@
+"""`bash run_all.sh --profile smoke`: both challenges end to end on the demo data, with the real SDK (training,
+sampling, selection, privacy guard, outputs). Then a resumed run, and the holdout's (lack of) influence."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def smoke_outputs(tmp_path_factory):
+    outputs = tmp_path_factory.mktemp("outputs")
+    result = subprocess.run(["bash", str(ROOT / "run_all.sh"), "--profile", "smoke", "--outputs", str(outputs)],
+                            capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return outputs, result
+
+
+def read_training(challenge: str) -> pd.DataFrame:
+    return pd.read_csv(ROOT / "data" / f"demo-{challenge}-training.csv", low_memory=False)
+
+
+def test_flat_submission_is_valid(smoke_outputs):
+    outputs, _ = smoke_outputs
+    run = outputs / "flat" / "demo-smoke"
+    submission, training = pd.read_csv(run / "submission.csv", low_memory=False), read_training("flat")
+    assert list(submission.columns) == list(training.columns)
+    assert len(submission) == 1_000  # the smoke profile's target size
+    assert (submission.dtypes == training.dtypes).all()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["accuracy"]["overall"] > metrics["accuracy_raw"]["overall"]
+    assert metrics["privacy"]["dcr_share"] is not None and metrics["privacy"]["identical_training"] == 0
+    assert [s["step"] for s in metrics["steps"]] == ["random", "ipf", "trim", "refine", "privacy"]
+    assert (run / "steps.png").stat().st_size > 0 and (run / "run.log").exists()
+    assert not list(run.glob(".tmp-*"))
+
+
+def test_sequential_submission_is_valid(smoke_outputs):
+    outputs, result = smoke_outputs
+    run = outputs / "sequential" / "demo-smoke"
+    submission, training = pd.read_csv(run / "submission.csv"), read_training("sequential")
+    assert list(submission.columns) == list(training.columns)
+    lengths = submission.groupby("group_id").size()
+    assert len(lengths) == 300 and lengths.between(5, 10).all()
+    assert sorted(lengths.index) == list(range(300))  # renumbered
+    assert (submission.drop(columns="group_id").dtypes == training.drop(columns="group_id").dtypes).all()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["accuracy"]["coherence"] is not None and "coherence" in [s["step"] for s in metrics["steps"]]
+    assert "raw pool" in result.stdout and "sequential" in result.stdout  # the final summary table
+
+
+def run_sequential(run_dir, holdout) -> subprocess.CompletedProcess:
+    args = [sys.executable, str(ROOT / "sequential" / "run_sequential.py"), "--profile", "smoke", "--time-budget", "10",
+            "--training", str(ROOT / "data" / "demo-sequential-training.csv"), "--holdout", str(holdout), "--out", str(run_dir)]
+    return subprocess.run(args, capture_output=True, text=True, timeout=600)
+
+
+def test_resumed_run_reuses_the_pool_and_ignores_the_holdout(smoke_outputs, tmp_path):
+    outputs, _ = smoke_outputs
+    run = outputs / "sequential" / "demo-smoke"
+    holdout = pd.read_csv(ROOT / "data" / "demo-sequential-holdout.csv")
+    other = tmp_path / "other-holdout.csv"
+    holdout[holdout["group_id"].isin(holdout["group_id"].unique()[::2])].to_csv(other, index=False)
+    submissions = []
+    for reference in (ROOT / "data" / "demo-sequential-holdout.csv", other):
+        result = run_sequential(run, reference)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "reusing" in result.stderr and "training MOSTLY_AI" not in result.stderr
+        submissions.append((run / "submission.csv").read_bytes())
+    assert submissions[0] == submissions[1]  # the holdout serves the scores and the privacy check only
+
+
+def test_a_run_directory_refuses_other_data(smoke_outputs, tmp_path):
+    outputs, _ = smoke_outputs
+    training = read_training("sequential")
+    changed = tmp_path / "changed.csv"
+    training.assign(distance=training["distance"] + 1).to_csv(changed, index=False)
+    result = subprocess.run([sys.executable, str(ROOT / "sequential" / "run_sequential.py"), "--profile", "smoke",
+                             "--training", str(changed), "--out", str(outputs / "sequential" / "demo-smoke")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "other data or generator settings" in result.stderr

@@ -1,0 +1,44 @@
+"""Generation helpers around the SDK: missing indicators, grouped pools, training dtypes."""
+
+import numpy as np
+import pandas as pd
+
+from common.generate import ModelSettings, add_missing_indicators, apply_missing_indicators, missing_indicator_columns, sort_groups
+from common.io import conform_to_training
+
+
+def test_missing_indicators_round_trip():
+    df = pd.DataFrame({"key": [1, 1, 2], "x": [1.0, np.nan, 3.0], "y": [1, 2, 3], "c": ["a", None, "b"]})
+    columns = missing_indicator_columns(df, "key")
+    assert columns == ["x"]  # numeric with missing values only; not the key, not categorical
+    with_flags = add_missing_indicators(df, columns)
+    assert list(with_flags["x__is_missing"]) == ["no", "yes", "no"]
+    # a generated row that says "missing" loses its value; the indicator columns go
+    generated = with_flags.assign(x=[5.0, 6.0, 7.0], x__is_missing=["yes", "no", "no"])
+    back = apply_missing_indicators(generated, columns)
+    assert list(back.columns) == list(df.columns)
+    assert np.isnan(back["x"][0]) and back["x"][1] == 6.0
+
+
+def test_sort_groups_keeps_order_inside_groups_and_numbers_them():
+    df = pd.DataFrame({"g": ["u", "v", "u", "w", "v"], "i": [0, 0, 1, 0, 1]})
+    out = sort_groups(df, "g", first_id=100)
+    assert list(out["g"]) == [100, 100, 101, 101, 102]
+    assert list(out["i"]) == [0, 1, 0, 1, 0]
+
+
+def test_conform_to_training_restores_dtypes():
+    training = pd.DataFrame({"n": [1, 2], "f": [0.5, 1.5], "b": [True, False], "s": ["a", "b"], "k": ["g1", "g2"]})
+    generated = pd.DataFrame({"s": pd.array(["x", None], dtype="string"), "n": pd.array([1.6, 2.2], dtype="Float64"),
+                              "b": ["False", "True"], "f": pd.array([1, 2], dtype="Int64"), "k": [7, 8], "extra": [0, 0]})
+    out = conform_to_training(generated, training, skip=("k",))
+    assert list(out.columns) == list(training.columns)
+    assert list(out["n"]) == [2, 2] and out["n"].dtype == training["n"].dtype
+    assert out["f"].dtype == np.float64 and out["b"].dtype == bool and list(out["b"]) == [False, True]
+    assert list(out["k"]) == [7, 8]
+
+
+def test_model_settings_map_to_the_sdk_configuration():
+    config = ModelSettings("MOSTLY_AI/Small", max_epochs=2, max_training_minutes=0.5).sdk_config()
+    assert config["max_training_time"] == 0.5 and config["max_epochs"] == 2 and "batch_size" not in config
+    assert config["value_protection"] is False and config["enable_model_report"] is False
