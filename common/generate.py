@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -125,7 +126,9 @@ def generate_pool(
                    {"name": "data", "configuration": sampling}] if context_key else
                   [{"name": "data", "configuration": {"sample_size": size} | sampling}])
         sd_config = {"random_state": seed + 1000 + i, "tables": tables}
-        data = mostly.generate(generator, config=sd_config, progress_bar=False).data()
+        synthetic = mostly.generate(generator, config=sd_config, start=True, wait=False, progress_bar=False)
+        _wait(synthetic.generation.progress, synthetic.id, f"pool {i + 1}/{n_iterations}", log)
+        data = synthetic.data()
         pool = apply_missing_indicators(data["data"] if isinstance(data, dict) else data, indicators)
         if context_key is not None:
             pool = sort_groups(pool, context_key, first_id=i * 10**9)
@@ -160,7 +163,57 @@ def _trained_generator(mostly, training, context_key, indicators, settings, seed
              f"{settings.max_epochs:g} epochs) ...")
     data = add_missing_indicators(training, indicators)
     config = {"name": id_file.stem, "random_state": seed, "tables": _training_tables(data, context_key, settings)}
-    generator = mostly.train(config=config, progress_bar=False)
+    generator = mostly.train(config=config, start=True, wait=False, progress_bar=False)
+    _wait(generator.training.progress, generator.id, "model", log)
+    generator.reload()
     write_atomic(id_file, lambda path: Path(path).write_text(json.dumps({"generator_id": generator.id, "seed": seed})))
     log.info(f"model: trained in {time.monotonic() - start:.0f} s")
     return generator
+
+
+def _wait(progress, job_id: str, what: str, log: logging.Logger, interval: float = 60.0) -> None:
+    """Poll an SDK job (`progress()` returns its JobProgress) until it ends, logging the running steps every
+    `interval` seconds (for training: epoch and validation loss); raise when the job failed. The local SDK runs
+    the job in a process of its own: an interruption (Ctrl-C, an error here) stops that process too."""
+    stop = []  # set by Ctrl-C or SIGTERM; checked between polls, as the SDK's client may swallow the interrupt
+    handlers = {sig: signal.signal(sig, lambda signum, frame: stop.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        _poll(progress, what, log, interval, stop)
+    except BaseException:
+        _stop_job_processes(job_id)
+        raise
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def _stop_job_processes(job_id: str) -> None:
+    import psutil
+
+    for process in psutil.process_iter(["cmdline"]):
+        if job_id in " ".join(process.info["cmdline"] or []):
+            process.kill()
+
+
+def _poll(progress, what: str, log: logging.Logger, interval: float, stop: list) -> None:
+    last = time.monotonic()
+    while True:
+        if stop:
+            raise KeyboardInterrupt(f"{what}: interrupted")
+        job = progress()
+        if job.status in ("DONE", "FAILED", "CANCELED"):
+            if job.status != "DONE":
+                errors = [s.error_message for s in job.steps or [] if s.error_message]
+                raise RuntimeError(f"{what}: the SDK job ended {job.status.lower()}" + (f": {errors[0]}" if errors else ""))
+            return
+        if time.monotonic() - last >= interval:
+            last = time.monotonic()
+            for step in job.steps or []:
+                if step.status == "IN_PROGRESS":
+                    detail = step.messages[-1] if step.messages else {}
+                    shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in detail.items()
+                                      if k in ("epoch", "trn_loss", "val_loss", "total_time"))
+                    log.info(f"{what}: {step.step_code.value.lower()} {step.progress.value}/{step.progress.max}"
+                             + (f" ({shown})" if shown else ""))
+        time.sleep(2)
+

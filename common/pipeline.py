@@ -59,7 +59,11 @@ def main(challenge: str, defaults: dict, profiles: dict[str, dict], argv: list[s
             if value is not None:
                 config[key] = value
         config["out"] = config.get("out") or str(ROOT / "outputs" / challenge / profile)
-        run(challenge, config)
+        try:
+            run(challenge, config)
+        except KeyboardInterrupt:
+            print(f"interrupted: the same command resumes from what {config['out']} holds", file=sys.stderr)
+            return 130
     return 0
 
 

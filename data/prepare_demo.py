@@ -6,7 +6,7 @@ Writes, each split at random into halves for training and holdout:
 - `demo-flat-{training,holdout}.csv`: 100,000 flights joined with the weather at departure, the plane and the
   destination airport (34 columns, numeric and categorical, with missing values).
 - `demo-sequential-{training,holdout}.csv`: one aircraft's flights of one week (`group_id`), groups of 5-10
-  flights, 10 columns besides the key.
+  flights (about 10,000 groups each), 10 columns besides the key.
 """
 
 from __future__ import annotations
