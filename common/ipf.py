@@ -14,6 +14,7 @@ import numba
 import numpy as np
 
 from common.progress import Progress
+from common.tables import cell_in_table
 from common.targets import Problem
 
 MAX_FACTOR = 10.0  # one raking step moves a weight by at most this factor either way
@@ -38,12 +39,7 @@ def top_pairs(problem: Problem, n_pairs: int) -> np.ndarray:
 def _weighted_table(t, weights, row_unit, codes, row_weight, cols, strides, offsets):
     out = np.zeros(offsets[t + 1] - offsets[t])
     for row in range(codes.shape[0]):
-        cell = 0
-        for j in range(3):
-            c = cols[t, j]
-            if c >= 0:
-                cell += codes[row, c] * strides[t, j]
-        out[cell] += weights[row_unit[row]] * row_weight[row]
+        out[cell_in_table(codes, row, t, cols, strides)] += weights[row_unit[row]] * row_weight[row]
     return out
 
 
@@ -52,12 +48,7 @@ def _rescale(t, factor, weights, unit_ptr, codes, row_weight, cols, strides):
     for u in numba.prange(len(weights)):
         scale = 0.0
         for row in range(unit_ptr[u], unit_ptr[u + 1]):
-            cell = 0
-            for j in range(3):
-                c = cols[t, j]
-                if c >= 0:
-                    cell += codes[row, c] * strides[t, j]
-            scale += row_weight[row] * factor[cell]
+            scale += row_weight[row] * factor[cell_in_table(codes, row, t, cols, strides)]
         weights[u] *= scale
 
 

@@ -31,7 +31,6 @@ from common.select import SelectionSettings, select_units
 from common.targets import build_problem
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = ("random", "ipf", "trim", "coherence", "refine", "privacy")
 
 
 def main(challenge: str, defaults: dict, profiles: dict[str, dict], argv: list[str] | None = None) -> int:
@@ -114,12 +113,14 @@ def run(challenge: str, config: dict) -> dict:
     clock = time.monotonic()
     problem = build_problem(training, pool, key, n_target, config["max_triples"], config["seed"])
     seconds["build"] = time.monotonic() - clock
-    selections = {}
+    selections, steps = {}, []
 
     def on_step(step: str, units: np.ndarray, step_seconds: float) -> None:
         selections[step] = units.copy()
         seconds[step] = step_seconds
-        log.info(f"{step}: expected accuracy {problem.accuracy(problem.histogram(units))['overall']:.5f} ({step_seconds:.0f} s)")
+        expected = problem.accuracy(problem.histogram(units))["overall"]
+        steps.append({"step": step, "seconds": round(step_seconds, 1), "accuracy_expected": round(expected, 5)})
+        log.info(f"{step}: expected accuracy {expected:.5f} ({step_seconds:.0f} s)")
 
     rng = np.random.default_rng(config["seed"])
     finish = 60 * config["finish_minutes"]  # kept for the privacy check, the scores and the writing
@@ -131,7 +132,7 @@ def run(challenge: str, config: dict) -> dict:
 
     submission = _submission(pool, problem, units, training, key)
     write_atomic(out / "submission.csv", lambda tmp: submission.to_csv(tmp, index=False))
-    metrics = _metrics(challenge, config, training, holdout, pool, problem, selections, seconds, guard, key)
+    metrics = _metrics(challenge, config, training, holdout, pool, problem, selections, steps, seconds, guard, key)
     metrics["seconds_total"] = round(time.monotonic() - start, 1)
     write_atomic(out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2)))
     write_atomic(out / "steps.png", lambda tmp: step_plot(metrics, tmp))
@@ -190,15 +191,13 @@ def _submission(pool, problem, units, training, key) -> pd.DataFrame:
     return conform_to_training(submission, training, skip=(key,))
 
 
-def _metrics(challenge, config, training, holdout, pool, problem, selections, seconds, guard, key) -> dict:
+def _metrics(challenge, config, training, holdout, pool, problem, selections, steps, seconds, guard, key) -> dict:
     """Accuracy of the raw pool (a random subset) and of the submission with the official metric (against the
     holdout when there is one, which adds its "max" reference), the expected accuracy after each step, times."""
     official = {}
     for name in ("random", "privacy"):
         chosen = pool.iloc[problem.pool_rows(np.sort(selections[name]))].reset_index(drop=True)
         official[name] = evaluate(training, chosen, holdout, key, "replicate", 1).as_dict(with_max=holdout is not None)
-    steps = [{"step": s, "seconds": round(seconds[s], 1), "accuracy_expected": round(problem.accuracy(problem.histogram(selections[s]))["overall"], 5)}
-             for s in STEPS if s in selections]
     return {
         "challenge": challenge, "profile": config["profile"], "seed": config["seed"], "device": device_name(),
         "training": str(config["training"]), "holdout": str(config["holdout"]) if holdout is not None else None,

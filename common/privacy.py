@@ -69,7 +69,9 @@ class RowFeatures:
 
 def unit_hashes(df: pd.DataFrame, columns: list[str], key: str | None) -> np.ndarray:
     """One uint64 per unit: a row's values, or (sequential) the values of all rows of the group, in order."""
-    rows = pd.util.hash_pandas_object(df[columns].astype("string"), index=False).to_numpy()
+    numeric = [pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]) for c in columns]
+    values = pd.DataFrame({c: df[c].astype("float64" if is_num else "string") for c, is_num in zip(columns, numeric, strict=True)})
+    rows = pd.util.hash_pandas_object(values, index=False).to_numpy()
     if key is None:
         return rows
     codes, _ = pd.factorize(df[key])
@@ -103,20 +105,26 @@ class PrivacyGuard:
         self.trn = self.features.transform(training.sample(n, random_state=seed) if len(training) > n else training)
         self.ref = self.features.transform(holdout.sample(n, random_state=seed) if len(holdout) > n else holdout)
 
+    def copies(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray) -> np.ndarray:
+        """Which of the (sorted) `units` equal a training unit."""
+        hashes = unit_hashes(pool.iloc[problem.pool_rows(units)], self.columns, self.key)
+        return np.fromiter((h in self.training_hashes for h in hashes.tolist()), dtype=bool, count=len(hashes))
+
     def enforce(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray, rng: np.random.Generator, log) -> np.ndarray:
-        pool_hashes = unit_hashes(pool, self.columns, self.key)
-        copies = np.fromiter((h in self.training_hashes for h in pool_hashes.tolist()), dtype=bool, count=len(pool_hashes))
+        """`units` with copies of training units beyond the reference's rate swapped for other pool units; raises
+        `DataError` when the DCR share is clearly above the limit."""
         units = np.sort(units)
+        is_copy = self.copies(problem, pool, units)
         allowed = int(np.floor(self.reference_rate * len(units)))
-        n_copies = int(copies[units].sum())
-        if n_copies > allowed:
-            offending = units[copies[units]]
-            drop = rng.choice(offending, n_copies - allowed, replace=False)
-            free = np.setdiff1d(np.flatnonzero(~copies), units)
-            if len(free) < len(drop):
-                raise DataError(f"privacy: {n_copies:,} selected units copy training units and the pool has too few others")
-            units = np.sort(np.concatenate([np.setdiff1d(units, drop), rng.choice(free, len(drop), replace=False)]))
-            log.info(f"privacy: swapped {len(drop):,} selected units that copy a training unit for other pool units")
+        excess = int(is_copy.sum()) - allowed
+        if excess > 0:
+            drop = rng.choice(units[is_copy], excess, replace=False)
+            free = np.sort(rng.permutation(np.setdiff1d(np.arange(problem.n_units), units))[: 4 * excess + 100])
+            free = free[~self.copies(problem, pool, free)]
+            if len(free) < excess:
+                raise DataError(f"privacy: {excess:,} selected units copy training units and the pool has too few others")
+            units = np.sort(np.concatenate([np.setdiff1d(units, drop), rng.choice(free, excess, replace=False)]))
+            log.info(f"privacy: swapped {excess:,} selected units that copy a training unit for other pool units")
         rows = problem.pool_rows(units)
         sample = pool.iloc[np.sort(rng.choice(rows, min(self.n_sample, len(rows)), replace=False))]
         num, cat = self.features.transform(sample)
@@ -125,7 +133,7 @@ class PrivacyGuard:
         share = float(np.mean(d_trn < d_ref) + np.mean(d_trn == d_ref) / 2)
         self.report.update({
             "dcr_share": round(share, 4), "max_dcr_share": self.max_dcr_share, "sample_rows": len(sample),
-            "identical_training": int(copies[units].sum()), "identical_reference": allowed,
+            "identical_training": int(self.copies(problem, pool, units).sum()), "identical_reference": allowed,
             "dcr_training": round(float(np.mean(d_trn)), 4), "dcr_reference": round(float(np.mean(d_ref)), 4),
         })
         log.info(f"privacy: DCR share {share:.3f} (limit {self.max_dcr_share}), identical matches {self.report['identical_training']:,} "

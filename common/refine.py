@@ -21,6 +21,7 @@ import numba
 import numpy as np
 
 from common.progress import Progress
+from common.tables import cell_in_table
 from common.targets import Problem
 
 
@@ -70,11 +71,7 @@ def unit_delta(u, sign, arrays, residual):
             continue
         m = 0
         for row in range(start, stop):
-            cell = offsets[t]
-            for j in range(3):
-                c = cols[t, j]
-                if c >= 0:
-                    cell += codes[row, c] * strides[t, j]
+            cell = offsets[t] + cell_in_table(codes, row, t, cols, strides)
             amount = sign * row_weight[row]
             merged = False
             for i in range(m):
@@ -102,12 +99,7 @@ def apply_unit(u, sign, arrays, residual):
     codes, unit_ptr, row_weight, cols, strides, offsets, table_beta, coh_ptr, coh_idx, coh_val, coh_beta, n_frame_cells = arrays
     for t in range(cols.shape[0]):
         for row in range(unit_ptr[u], unit_ptr[u + 1]):
-            cell = offsets[t]
-            for j in range(3):
-                c = cols[t, j]
-                if c >= 0:
-                    cell += codes[row, c] * strides[t, j]
-            residual[cell] += sign * row_weight[row]
+            residual[offsets[t] + cell_in_table(codes, row, t, cols, strides)] += sign * row_weight[row]
     for k in range(coh_ptr[u], coh_ptr[u + 1]):
         residual[n_frame_cells + coh_idx[k]] += sign * coh_val[k]
 
@@ -154,9 +146,9 @@ def trim(
     deadline: float,
     batch_share: float = 0.5,
 ) -> np.ndarray:
-    """Remove units until `n_keep` remain. Each round ranks all units by removal delta (in parallel), then walks that ranking and removes up to `batch_share` of the excess,
-    re-scoring each unit first (so batched removals do not overshoot). When no removal helps any more, or at the deadline, the rest
-    goes by the last ranking."""
+    """Remove units until `n_keep` remain. Each round ranks all units by removal delta (in parallel), then walks
+    that ranking and removes up to `batch_share` of the excess, re-scoring each unit first (so batched removals do
+    not overshoot). When no removal helps any more, or at the deadline, the rest goes by the last ranking."""
     arrays = kernel_arrays(problem)
     residual = residual_of(problem, units)
     units = np.array(units, dtype=np.int64)

@@ -65,7 +65,7 @@ class TableSet:
 
     def add_row(self, hist: np.ndarray, codes_row: np.ndarray, weight: float) -> None:
         """Add one row (its codes, `weight` may be negative to remove it) to `hist` in place."""
-        _add_row(hist, codes_row, weight, self.cols, self.strides, self.offsets)
+        _add_row(hist, codes_row.reshape(1, -1), weight, self.cols, self.strides, self.offsets)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -83,15 +83,21 @@ def _accumulate(codes, weights, cols, strides, offsets, out):
             out[cell] += weights[r]
 
 
+@numba.njit(inline="always", cache=True)
+def cell_in_table(codes, row, t, cols, strides):
+    """Cell of `codes[row]` within table `t` (add `offsets[t]` for its place among all tables' cells)."""
+    cell = 0
+    for j in range(3):
+        c = cols[t, j]
+        if c >= 0:
+            cell += codes[row, c] * strides[t, j]
+    return cell
+
+
 @numba.njit(cache=True)
-def _add_row(hist, codes_row, weight, cols, strides, offsets):
+def _add_row(hist, codes, weight, cols, strides, offsets):
     for t in range(cols.shape[0]):
-        cell = offsets[t]
-        for j in range(3):
-            c = cols[t, j]
-            if c >= 0:
-                cell += codes_row[c] * strides[t, j]
-        hist[cell] += weight
+        hist[offsets[t] + cell_in_table(codes, 0, t, cols, strides)] += weight
 
 
 def table_accuracies(

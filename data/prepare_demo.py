@@ -84,9 +84,9 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name, table, key in [("flat", flat_table(args.seed), None), ("sequential", sequential_table(args.seed), "group_id")]:
-        for part, half in zip(["training", "holdout"], split_halves(table, args.seed, key)):
+        for part, half in zip(["training", "holdout"], split_halves(table, args.seed, key), strict=True):
             path = out / f"demo-{name}-{part}.csv"
-            write_atomic(path, lambda tmp: half.to_csv(tmp, index=False))
+            write_atomic(path, lambda tmp, half=half: half.to_csv(tmp, index=False))
             groups = f", {half[key].nunique():,} groups" if key else ""
             print(f"{path}: {len(half):,} rows x {half.shape[1]} columns{groups}")
     return 0
