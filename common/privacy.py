@@ -8,7 +8,9 @@ the training rows (then both halves were seen in training, so the DCR check only
 - DCR share: of a sample of selected rows, the share closer to the training rows than to the reference rows
   (ties count half, as in mostlyai-qa). Distances are L1 over training-quantile ranks of numeric values plus one
   per differing category or missing flag. When the share exceeds `max_dcr_share` by more than its sampling noise
-  (two standard errors), the run stops with a clear message.
+  (two standard errors), the run stops with a clear message. Reported beside it, as in mostlyai-qa: the NNDR
+  ratio (10th smallest nearest/second-nearest distance ratio, to training over to the reference) and the
+  selected units identical to a reference unit.
 
 The holdout serves only these checks and the final scores; it never steers training or selection otherwise.
 """
@@ -25,23 +27,33 @@ from common.targets import Problem
 
 @numba.njit(parallel=True, cache=True)
 def nearest_distances(queries_num, queries_cat, ref_num, ref_cat):
-    """L1 distance of each query row to its nearest reference row: numeric part plus category mismatches."""
-    out = np.empty(len(queries_num))
+    """L1 distances of each query row to its nearest and second-nearest reference rows, (n, 2): numeric part
+    plus category mismatches."""
+    out = np.empty((len(queries_num), 2))
     for i in numba.prange(len(queries_num)):
-        best = np.inf
+        best, second = np.inf, np.inf
         for j in range(len(ref_num)):
             d = 0.0
             for k in range(queries_cat.shape[1]):
                 d += queries_cat[i, k] != ref_cat[j, k]
-            if d >= best:
+            if d >= second:
                 continue
             for k in range(queries_num.shape[1]):
                 d += abs(queries_num[i, k] - ref_num[j, k])
-                if d >= best:
+                if d >= second:
                     break
-            best = min(best, d)
-        out[i] = best
+            if d < best:
+                best, second = d, best
+            elif d < second:
+                second = d
+        out[i, 0], out[i, 1] = best, second
     return out
+
+
+def nndr(distances: np.ndarray) -> float:
+    """qa's NNDR figure: the 10th smallest ratio of nearest to second-nearest distance (0/0 counts as 1)."""
+    ratios = np.divide(distances[:, 0], distances[:, 1], out=np.ones(len(distances)), where=distances[:, 1] > 0)
+    return float(np.sort(ratios)[min(9, len(ratios) - 1)])
 
 
 class RowFeatures:
@@ -99,16 +111,18 @@ class PrivacyGuard:
             training, holdout = training[~is_ref], training[is_ref]
         self.training_hashes = set(unit_hashes(training, self.columns, key).tolist())
         ref_hashes = unit_hashes(holdout, self.columns, key)
+        self.reference_hashes = set(ref_hashes.tolist())
         self.reference_rate = float(np.mean([h in self.training_hashes for h in ref_hashes.tolist()]))
         n = min(len(training), len(holdout))  # equal sizes, as qa does
         self.features = RowFeatures(training, self.columns)
         self.trn = self.features.transform(training.sample(n, random_state=seed) if len(training) > n else training)
         self.ref = self.features.transform(holdout.sample(n, random_state=seed) if len(holdout) > n else holdout)
 
-    def copies(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray) -> np.ndarray:
-        """Which of the (sorted) `units` equal a training unit."""
+    def copies(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray, of: set | None = None) -> np.ndarray:
+        """Which of the (sorted) `units` equal a training unit (or a unit whose hash is in `of`)."""
+        of = self.training_hashes if of is None else of
         hashes = unit_hashes(pool.iloc[problem.pool_rows(units)], self.columns, self.key)
-        return np.fromiter((h in self.training_hashes for h in hashes.tolist()), dtype=bool, count=len(hashes))
+        return np.fromiter((h in of for h in hashes.tolist()), dtype=bool, count=len(hashes))
 
     def enforce(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray, rng: np.random.Generator, log) -> np.ndarray:
         """`units` with copies of training units beyond the reference's rate swapped for other pool units; raises
@@ -128,16 +142,18 @@ class PrivacyGuard:
         rows = problem.pool_rows(units)
         sample = pool.iloc[np.sort(rng.choice(rows, min(self.n_sample, len(rows)), replace=False))]
         num, cat = self.features.transform(sample)
-        d_trn = nearest_distances(num, cat, *self.trn)
-        d_ref = nearest_distances(num, cat, *self.ref)
+        to_trn, to_ref = nearest_distances(num, cat, *self.trn), nearest_distances(num, cat, *self.ref)
+        d_trn, d_ref = to_trn[:, 0], to_ref[:, 0]
         share = float(np.mean(d_trn < d_ref) + np.mean(d_trn == d_ref) / 2)
         self.report.update({
             "dcr_share": round(share, 4), "max_dcr_share": self.max_dcr_share, "sample_rows": len(sample),
-            "identical_training": int(self.copies(problem, pool, units).sum()), "identical_reference": allowed,
+            "identical_training": int(self.copies(problem, pool, units).sum()), "identical_allowed": allowed,
             "dcr_training": round(float(np.mean(d_trn)), 4), "dcr_reference": round(float(np.mean(d_ref)), 4),
+            "nndr_ratio": round(nndr(to_trn) / max(nndr(to_ref), 1e-12), 4),
+            "identical_reference": int(self.copies(problem, pool, units, self.reference_hashes).sum()),
         })
-        log.info(f"privacy: DCR share {share:.3f} (limit {self.max_dcr_share}), identical matches {self.report['identical_training']:,} "
-                 f"(reference allows {allowed:,})")
+        log.info(f"privacy: DCR share {share:.3f} (limit {self.max_dcr_share}), NNDR ratio {self.report['nndr_ratio']:.3f}, "
+                 f"identical to training {self.report['identical_training']:,} (allowed {allowed:,})")
         if share - 2 * np.sqrt(0.25 / len(sample)) > self.max_dcr_share:
             raise DataError(f"privacy: the selection's DCR share is {share:.3f}, above the limit {self.max_dcr_share}: it sits "
                             "closer to the training rows than the reference does; no submission written (lower the "

@@ -27,8 +27,9 @@ def summary_table(metrics: dict) -> str:
     if acc.get("overall_max") is not None:
         lines.append(f"{'holdout max':<12}" + "".join(f"{acc[a + '_max']:>12.4f}" for a in aspects))
     privacy = metrics["privacy"]
-    lines.append(f"privacy: DCR share {privacy['dcr_share']:.3f} (limit {privacy['max_dcr_share']}, against the {privacy['reference']}), "
-                 f"identical matches {privacy['identical_training']} (reference {privacy['identical_reference']})")
+    lines.append(f"privacy (against the {privacy['reference']}): DCR share {privacy['dcr_share']:.3f} (limit {privacy['max_dcr_share']}), "
+                 f"NNDR ratio {privacy['nndr_ratio']:.3f}, identical to training {privacy['identical_training']} "
+                 f"(allowed {privacy['identical_allowed']}), to the reference {privacy['identical_reference']}")
     lines.append("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in metrics["seconds"].items()) + f"; total {metrics['seconds_total']:.0f}")
     return "\n".join(lines)
 
