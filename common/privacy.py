@@ -56,6 +56,11 @@ def nndr(distances: np.ndarray) -> float:
     return float(np.sort(ratios)[min(9, len(ratios) - 1)])
 
 
+def _ratio(a: float, b: float) -> float:
+    """a / b, with 0 / 0 = 1 (both sets hold exact row matches)."""
+    return a / b if b > 0 else (1.0 if a == 0 else float("inf"))
+
+
 class RowFeatures:
     """Rows as (numeric ranks in [0, 1], category codes) for distances, fitted on the training data."""
 
@@ -149,7 +154,7 @@ class PrivacyGuard:
             "dcr_share": round(share, 4), "max_dcr_share": self.max_dcr_share, "sample_rows": len(sample),
             "identical_training": int(self.copies(problem, pool, units).sum()), "identical_allowed": allowed,
             "dcr_training": round(float(np.mean(d_trn)), 4), "dcr_reference": round(float(np.mean(d_ref)), 4),
-            "nndr_ratio": round(nndr(to_trn) / max(nndr(to_ref), 1e-12), 4),
+            "nndr_ratio": round(_ratio(nndr(to_trn), nndr(to_ref)), 4),
             "identical_reference": int(self.copies(problem, pool, units, self.reference_hashes).sum()),
         })
         log.info(f"privacy: DCR share {share:.3f} (limit {self.max_dcr_share}), NNDR ratio {self.report['nndr_ratio']:.3f}, "
