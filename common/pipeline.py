@@ -69,9 +69,7 @@ def main(challenge: str, defaults: dict, profiles: dict[str, dict], argv: list[s
 def exit_quietly(code: int) -> None:
     """Exit without the interpreter's teardown, after flushing the output: the SDK's duckdb prints pages of
     harmless "leaked instance" reports at teardown, which would bury the summary table."""
-    for handler in logging.getLogger().handlers + [h for lg in logging.Logger.manager.loggerDict.values()
-                                                   if isinstance(lg, logging.Logger) for h in lg.handlers]:
-        handler.flush()
+    logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
@@ -105,9 +103,9 @@ def run(challenge: str, config: dict) -> dict:
                           max_sample_size=config.get("max_training_samples"))
     pool = generate_pool(training, key, out, model, config["iterations"], config["pool_size"], config["temperature"], config["seed"], log)
     seconds["generate"] = time.monotonic() - clock
-    unit = "groups" if key else "rows"
-    log.info(f"pool: {pool[key].nunique() if key else len(pool):,} {unit} ({len(pool):,} rows); target {n_target:,} {unit}")
-    if (pool[key].nunique() if key else len(pool)) < n_target:
+    unit, n_pool_units = ("groups", pool[key].nunique()) if key else ("rows", len(pool))
+    log.info(f"pool: {n_pool_units:,} {unit} ({len(pool):,} rows); target {n_target:,} {unit}")
+    if n_pool_units < n_target:
         raise DataError(f"the pool has fewer {unit} than the target ({n_target:,}): raise pool_size")
 
     clock = time.monotonic()
@@ -132,7 +130,7 @@ def run(challenge: str, config: dict) -> dict:
 
     submission = _submission(pool, problem, units, training, key)
     write_atomic(out / "submission.csv", lambda tmp: submission.to_csv(tmp, index=False))
-    metrics = _metrics(challenge, config, training, holdout, pool, problem, selections, steps, seconds, guard, key)
+    metrics = _metrics(challenge, config, training, holdout, pool, problem, selections["random"], submission, steps, seconds, guard, key)
     metrics["seconds_total"] = round(time.monotonic() - start, 1)
     write_atomic(out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2)))
     write_atomic(out / "steps.png", lambda tmp: step_plot(metrics, tmp))
@@ -191,13 +189,12 @@ def _submission(pool, problem, units, training, key) -> pd.DataFrame:
     return conform_to_training(submission, training, skip=(key,))
 
 
-def _metrics(challenge, config, training, holdout, pool, problem, selections, steps, seconds, guard, key) -> dict:
+def _metrics(challenge, config, training, holdout, pool, problem, random_units, submission, steps, seconds, guard, key) -> dict:
     """Accuracy of the raw pool (a random subset) and of the submission with the official metric (against the
     holdout when there is one, which adds its "max" reference), the expected accuracy after each step, times."""
-    official = {}
-    for name in ("random", "privacy"):
-        chosen = pool.iloc[problem.pool_rows(np.sort(selections[name]))].reset_index(drop=True)
-        official[name] = evaluate(training, chosen, holdout, key, "replicate", 1).as_dict(with_max=holdout is not None)
+    raw = pool.iloc[problem.pool_rows(np.sort(random_units))].reset_index(drop=True)
+    official = {name: evaluate(training, table, holdout, key, "replicate", 1).as_dict(with_max=holdout is not None)
+                for name, table in (("random", raw), ("privacy", submission))}
     return {
         "challenge": challenge, "profile": config["profile"], "seed": config["seed"], "device": device_name(),
         "training": str(config["training"]), "holdout": str(config["holdout"]) if holdout is not None else None,

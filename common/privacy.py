@@ -152,7 +152,7 @@ class PrivacyGuard:
         share = float(np.mean(d_trn < d_ref) + np.mean(d_trn == d_ref) / 2)
         self.report.update({
             "dcr_share": round(share, 4), "max_dcr_share": self.max_dcr_share, "sample_rows": len(sample),
-            "identical_training": int(self.copies(problem, pool, units).sum()), "identical_allowed": allowed,
+            "identical_training": int(is_copy.sum()) - max(excess, 0), "identical_allowed": allowed,  # replacements are clean
             "dcr_training": round(float(np.mean(d_trn)), 4), "dcr_reference": round(float(np.mean(d_ref)), 4),
             "nndr_ratio": round(_ratio(nndr(to_trn), nndr(to_ref)), 4),
             "identical_reference": int(self.copies(problem, pool, units, self.reference_hashes).sum()),

@@ -35,7 +35,7 @@ def select_units(
     rng: np.random.Generator,
     on_step: Callable[[str, np.ndarray, float], None] | None = None,
 ) -> np.ndarray:
-    """Choose `problem.n_target` pool units (indices, sorted) before `deadline` (a `time.monotonic()` value).
+    """Choose `problem.n_target` pool units (indices) before `deadline` (a `time.monotonic()` value).
 
     `on_step(name, units, seconds)` is called after each step ("random", "ipf", "trim", "coherence", "refine");
     "random" is a uniform random subset: what the raw pool would score.
