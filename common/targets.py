@@ -37,6 +37,7 @@ from common.metric import (
 from common.sampling import SEQUENCE_LENGTH, Groups, expected_coherence_rows, expected_frame, group_rows, prepared_frame
 from common.tables import TableSet, n_triples, qa_tables, table_accuracies
 
+
 @dataclass
 class Problem:
     """Everything the engine needs; `U` units, `M` frame rows, `K` columns, `T` frame tables, `E` coherence cells."""
@@ -124,12 +125,15 @@ def build_problem(
     merged = {c: _merge_unseen(raw_codes[c], bins[c].n_codes) for c in names}
     trn_codes = np.stack([merged[c][raw_codes[c]] for c in names], axis=1)
     n_codes = np.array([merged[c].max() + 1 for c in names])
-    # pool frame, one column at a time (bounded memory), as row-major int8
+    # pool frame and coherence cells, one column at a time (bounded memory, each column converted once)
     pool_codes = np.empty((len(pool_frame.first), len(names)), dtype=np.int8)
+    coherence = _Coherence(trn_groups, pool_groups, n_target) if sequential else None
     for col in data_cols:
-        part = prepared_frame({col: ColumnData.of(pool[col], kinds[col])}, pool_frame, pool_groups, [col], sequential)
-        for name, column in part.items():
+        pool_column = ColumnData.of(pool[col], kinds[col])
+        for name, column in prepared_frame({col: pool_column}, pool_frame, pool_groups, [col], sequential).items():
             pool_codes[:, names.index(name)] = merged[name][bins[name].encode(column)]
+        if coherence is not None:
+            coherence.add_column(trn_columns[col], pool_column)
 
     tgt_names = ([SEQUENCE_LENGTH] if sequential else []) + data_cols
     chosen = None
@@ -139,10 +143,8 @@ def build_problem(
     tables = TableSet.build(table_cols, n_codes)
     frame_target = tables.histogram(trn_codes, trn_frame.weight) * (n_target / trn_groups.n_groups)
 
-    coherence = _coherence_cells(trn_columns, trn_groups, pool, kinds, pool_groups, n_target) if sequential else None
-    if coherence is None:
-        coherence = (scipy.sparse.csr_matrix((pool_groups.n_groups, 0), dtype=np.float32), np.zeros(1, np.int64), np.array([], dtype=object), np.zeros(0), np.zeros(0))
-    matrix, coh_offsets, coh_kind, coh_target, coh_norm = coherence
+    coherence = coherence or _Coherence(trn_groups, pool_groups, n_target)
+    matrix, coh_offsets, coh_kind, coh_target, coh_norm = coherence.result()
 
     table_kind = np.array(table_kind, dtype=object)
     alpha_frame, alpha_coh = _alphas(table_kind, coh_kind)
@@ -194,35 +196,51 @@ def _alphas(table_kind: np.ndarray, coherence_kind: np.ndarray) -> tuple[np.ndar
     return alpha[: len(table_kind)], alpha[len(table_kind) :]
 
 
-def _coherence_cells(trn_columns, trn_groups, pool, kinds, pool_groups, n_target):
-    """Per column, two coherence tables: the binned number of distinct categories in a sequence (one cell per
-    unit), and the categories a sequence holds (top 9 by training sequences, plus one slot for the rest)."""
-    trn_rows = expected_coherence_rows(trn_groups)
-    trn_row_group = trn_groups.row_group[trn_rows]
-    blocks, targets, norms, table_kinds, sizes = [], [], [], [], []
-    for col, trn_column in trn_columns.items():
-        trn_column = trn_column.take(trn_rows)
+class _Coherence:
+    """Coherence cells, a column at a time. Per column, two tables: the binned number of distinct categories in a
+    sequence (one cell per unit), and the categories a sequence holds (top 9 by training sequences, plus one slot
+    for the rest). No column added (flat data): no cells."""
+
+    def __init__(self, trn_groups: Groups, pool_groups: Groups, n_target: int):
+        self.trn_groups, self.pool_groups, self.scale = trn_groups, pool_groups, n_target / trn_groups.n_groups
+        self.trn_rows = expected_coherence_rows(trn_groups)
+        self.blocks, self.targets, self.norms, self.kinds, self.sizes = [], [], [], [], []
+
+    def add_column(self, trn_column: ColumnData, pool_column: ColumnData) -> None:
+        trn_groups, pool_groups = self.trn_groups, self.pool_groups
+        trn_column = trn_column.take(self.trn_rows)
         bins = fit_bins(trn_column, N_BINS_COHERENCE)
-        trn_masks = code_masks(bins.encode(trn_column), trn_row_group, trn_groups.n_groups)
-        pool_masks = code_masks(bins.encode(ColumnData.of(pool[col], kinds[col])), pool_groups.row_group, pool_groups.n_groups)
+        trn_masks = code_masks(bins.encode(trn_column), trn_groups.row_group[self.trn_rows], trn_groups.n_groups)
+        pool_masks = code_masks(bins.encode(pool_column), pool_groups.row_group, pool_groups.n_groups)
         # distinct categories per sequence
         trn_counts, pool_counts = distinct_counts(trn_masks), distinct_counts(pool_masks)
         count_bins = fit_bins(trn_counts, N_BINS)
         pool_cell = count_bins.encode(pool_counts).astype(np.int64)
-        blocks.append(scipy.sparse.csr_matrix((np.ones(len(pool_cell), np.float32), (np.arange(len(pool_cell)), pool_cell)), shape=(len(pool_cell), count_bins.n_codes)))
-        targets.append(np.bincount(count_bins.encode(trn_counts), minlength=count_bins.n_codes) * (n_target / trn_groups.n_groups))
-        norms.append(1.0)
-        table_kinds.append("categories_per_sequence")
-        sizes.append(count_bins.n_codes)
+        ones = np.ones(len(pool_cell), np.float32)
+        self._add(
+            scipy.sparse.csr_matrix((ones, (np.arange(len(pool_cell)), pool_cell)), shape=(len(pool_cell), count_bins.n_codes)),
+            np.bincount(count_bins.encode(trn_counts), minlength=count_bins.n_codes), 1.0, "categories_per_sequence",
+        )
         # sequences per category: top 9 slots, and the rest pooled
         slot_bits = category_slots(trn_masks, bins)
         holds = np.stack([(pool_masks & bits) != 0 for bits in slot_bits], axis=1)
-        blocks.append(scipy.sparse.csr_matrix(holds.astype(np.float32)))
         trn_holds = sequences_per_slot(trn_masks, slot_bits)
-        targets.append(trn_holds * (n_target / trn_groups.n_groups))
-        norms.append(trn_holds.sum() / trn_groups.n_groups)  # slots held by a sequence, on average
-        table_kinds.append("sequences_per_category")
-        sizes.append(len(slot_bits))
-    matrix = scipy.sparse.hstack(blocks, format="csr", dtype=np.float32)
-    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    return matrix, offsets, np.array(table_kinds, dtype=object), np.concatenate(targets).astype(np.float64), np.array(norms)
+        slots_per_sequence = trn_holds.sum() / trn_groups.n_groups  # the table's norm
+        self._add(scipy.sparse.csr_matrix(holds.astype(np.float32)), trn_holds, slots_per_sequence, "sequences_per_category")
+
+    def _add(self, block, trn_counts, norm, kind) -> None:
+        self.blocks.append(block)
+        self.targets.append(trn_counts * self.scale)
+        self.norms.append(norm)
+        self.kinds.append(kind)
+        self.sizes.append(block.shape[1])
+
+    def result(self) -> tuple:
+        """(units x cells CSR matrix, table offsets, table kinds, target counts, table norms)."""
+        if not self.blocks:
+            empty = scipy.sparse.csr_matrix((self.pool_groups.n_groups, 0), dtype=np.float32)
+            return empty, np.zeros(1, np.int64), np.array([], dtype=object), np.zeros(0), np.zeros(0)
+        matrix = scipy.sparse.hstack(self.blocks, format="csr", dtype=np.float32)
+        offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
+        targets = np.concatenate(self.targets).astype(np.float64)
+        return matrix, offsets, np.array(self.kinds, dtype=object), targets, np.array(self.norms)
