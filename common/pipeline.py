@@ -111,10 +111,11 @@ def run(challenge: str, config: dict) -> dict:
     clock = time.monotonic()
     problem = build_problem(training, pool, key, n_target, config["max_triples"], config["seed"])
     seconds["build"] = time.monotonic() - clock
-    selections, steps = {}, []
+    steps, raw_units = [], []  # raw_units: the "random" step's selection, what the raw pool scores
 
     def on_step(step: str, units: np.ndarray, step_seconds: float) -> None:
-        selections[step] = units.copy()
+        if step == "random":
+            raw_units.append(units)
         seconds[step] = step_seconds
         expected = problem.accuracy(problem.histogram(units))["overall"]
         steps.append({"step": step, "seconds": round(step_seconds, 1), "accuracy_expected": round(expected, 5)})
@@ -130,7 +131,7 @@ def run(challenge: str, config: dict) -> dict:
 
     submission = _submission(pool, problem, units, training, key)
     write_atomic(out / "submission.csv", lambda tmp: submission.to_csv(tmp, index=False))
-    metrics = _metrics(challenge, config, training, holdout, pool, problem, selections["random"], submission, steps, seconds, guard, key)
+    metrics = _metrics(challenge, config, training, holdout, pool, problem, raw_units[0], submission, steps, seconds, guard, key)
     metrics["seconds_total"] = round(time.monotonic() - start, 1)
     write_atomic(out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2)))
     write_atomic(out / "steps.png", lambda tmp: step_plot(metrics, tmp))
