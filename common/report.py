@@ -39,7 +39,7 @@ def runs_table(runs: list[dict]) -> str:
     rows = [{
         "challenge": m["challenge"], "profile": m["profile"], "raw pool": m["accuracy_raw"]["overall"],
         "submission": m["accuracy"]["overall"], "holdout max": m["accuracy"].get("overall_max"),
-        "DCR share": m["privacy"]["dcr_share"], "minutes": round(m["seconds_total"] / 60, 1), "submission file": m["submission"],
+        "DCR share": m["privacy"]["dcr_share"], "minutes": f"{m['seconds_total'] / 60:.1f}", "submission file": m["submission"],
     } for m in runs]
     return pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.4f}")
 
