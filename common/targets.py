@@ -127,12 +127,12 @@ def build_problem(
     n_codes = np.array([merged[c].max() + 1 for c in names])
     # pool frame and coherence cells, one column at a time (bounded memory, each column converted once)
     pool_codes = np.empty((len(pool_frame.first), len(names)), dtype=np.int8)
-    coherence = _Coherence(trn_groups, pool_groups, n_target) if sequential else None
+    coherence = _Coherence(trn_groups, pool_groups, n_target)
     for col in data_cols:
         pool_column = ColumnData.of(pool[col], kinds[col])
         for name, column in prepared_frame({col: pool_column}, pool_frame, pool_groups, [col], sequential).items():
             pool_codes[:, names.index(name)] = merged[name][bins[name].encode(column)]
-        if coherence is not None:
+        if sequential:
             coherence.add_column(trn_columns[col], pool_column)
 
     tgt_names = ([SEQUENCE_LENGTH] if sequential else []) + data_cols
@@ -143,7 +143,6 @@ def build_problem(
     tables = TableSet.build(table_cols, n_codes)
     frame_target = tables.histogram(trn_codes, trn_frame.weight) * (n_target / trn_groups.n_groups)
 
-    coherence = coherence or _Coherence(trn_groups, pool_groups, n_target)
     matrix, coh_offsets, coh_kind, coh_target, coh_norm = coherence.result()
 
     table_kind = np.array(table_kind, dtype=object)
@@ -204,7 +203,7 @@ class _Coherence:
     def __init__(self, trn_groups: Groups, pool_groups: Groups, n_target: int):
         self.trn_groups, self.pool_groups, self.scale = trn_groups, pool_groups, n_target / trn_groups.n_groups
         self.trn_rows = expected_coherence_rows(trn_groups)
-        self.blocks, self.targets, self.norms, self.kinds, self.sizes = [], [], [], [], []
+        self.blocks, self.targets, self.norms, self.kinds = [], [], [], []
 
     def add_column(self, trn_column: ColumnData, pool_column: ColumnData) -> None:
         trn_groups, pool_groups = self.trn_groups, self.pool_groups
@@ -233,7 +232,6 @@ class _Coherence:
         self.targets.append(trn_counts * self.scale)
         self.norms.append(norm)
         self.kinds.append(kind)
-        self.sizes.append(block.shape[1])
 
     def result(self) -> tuple:
         """(units x cells CSR matrix, table offsets, table kinds, target counts, table norms)."""
@@ -241,6 +239,6 @@ class _Coherence:
             empty = scipy.sparse.csr_matrix((self.pool_groups.n_groups, 0), dtype=np.float32)
             return empty, np.zeros(1, np.int64), np.array([], dtype=object), np.zeros(0), np.zeros(0)
         matrix = scipy.sparse.hstack(self.blocks, format="csr", dtype=np.float32)
-        offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
+        offsets = np.concatenate([[0], np.cumsum([block.shape[1] for block in self.blocks])]).astype(np.int64)
         targets = np.concatenate(self.targets).astype(np.float64)
         return matrix, offsets, np.array(self.kinds, dtype=object), targets, np.array(self.norms)
