@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from common.progress import Progress
+
 ASPECTS = ("overall", "univariate", "bivariate", "trivariate", "coherence")
 
 
@@ -30,6 +32,10 @@ def summary_table(metrics: dict) -> str:
     lines.append(f"privacy (against the {privacy['reference']}): DCR share {privacy['dcr_share']:.3f} (limit {privacy['max_dcr_share']}), "
                  f"NNDR ratio {privacy['nndr_ratio']:.3f}, identical to training {privacy['identical_training']} "
                  f"(allowed {privacy['identical_allowed']}), to the reference {privacy['identical_reference']}")
+    if "qa_report" in metrics:
+        qa = metrics["qa_report"]
+        lines.append(f"qa report (report.html, {qa['seconds']:.0f} s): overall accuracy {qa['overall']}, DCR share {qa['dcr_share']} "
+                     f"(distances on {qa['embedding_rows'] or 'all'} rows)")
     lines.append("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in metrics["seconds"].items()) + f"; total {metrics['seconds_total']:.0f}")
     return "\n".join(lines)
 
@@ -66,13 +72,27 @@ def step_plot(metrics: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def qa_report(training: pd.DataFrame, submission: pd.DataFrame, holdout: pd.DataFrame | None, key: str | None, path: Path) -> None:
-    """The official mostlyai-qa HTML report (with similarity and distances against the holdout when given)."""
+def qa_report(training: pd.DataFrame, submission: pd.DataFrame, holdout: pd.DataFrame | None, key: str | None, path: Path,
+              embedding_rows: int | None = None) -> dict:
+    """The official mostlyai-qa HTML report (with similarity and distances against the holdout when given), with
+    progress output; returns qa's own overall accuracy and DCR share (None when qa finds too little data).
+    Accuracy uses all rows, as the prize did; `embedding_rows` caps the rows of the similarity and distance
+    sections, whose cost grows with its square."""
     from mostlyai import qa
 
     qa.set_random_state(1)
-    qa.report(syn_tgt_data=submission, trn_tgt_data=training, hol_tgt_data=holdout, tgt_context_key=key,
-              report_path=path, report_title="Submission report")
+    with Progress("qa report", total=100) as progress:
+
+        def on_progress(total=None, completed=None, **_):
+            if total and completed is not None:
+                progress.update(100 * completed / total, force=True)
+
+        _, metrics = qa.report(syn_tgt_data=submission, trn_tgt_data=training, hol_tgt_data=holdout, tgt_context_key=key,
+                               report_path=path, report_title="Submission report", max_sample_size_embeddings=embedding_rows,
+                               update_progress=on_progress)
+    if metrics is None:  # qa's early exit on too little data: the report says why
+        return {"overall": None, "dcr_share": None, "embedding_rows": embedding_rows}
+    return {"overall": metrics.accuracy.overall, "dcr_share": metrics.distances.dcr_share, "embedding_rows": embedding_rows}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,9 @@
 """`bash run_all.sh --profile smoke`: both challenges end to end on the demo data, with the real SDK (training,
-sampling, selection, privacy guard, outputs). Then a resumed run, and the holdout's (lack of) influence."""
+sampling, selection, privacy guard, outputs). Then a resumed run, the holdout's (lack of) influence, and the
+official qa report of a run."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -52,9 +54,9 @@ def test_sequential_submission_is_valid(smoke_outputs):
     assert "raw pool" in result.stdout and "sequential" in result.stdout  # the final summary table
 
 
-def run_sequential(run_dir, holdout) -> subprocess.CompletedProcess:
+def run_sequential(run_dir, holdout, *options) -> subprocess.CompletedProcess:
     args = [sys.executable, str(ROOT / "sequential" / "run_sequential.py"), "--profile", "smoke", "--time-budget", "10",
-            "--training", str(ROOT / "data" / "demo-sequential-training.csv"), "--holdout", str(holdout), "--out", str(run_dir)]
+            "--training", str(ROOT / "data" / "demo-sequential-training.csv"), "--holdout", str(holdout), "--out", str(run_dir), *options]
     return subprocess.run(args, capture_output=True, text=True, timeout=600)
 
 
@@ -71,6 +73,18 @@ def test_resumed_run_reuses_the_pool_and_ignores_the_holdout(smoke_outputs, tmp_
         assert "reusing" in result.stderr and "training MOSTLY_AI" not in result.stderr
         submissions.append((run / "submission.csv").read_bytes())
     assert submissions[0] == submissions[1]  # the holdout serves the scores and the privacy check only
+
+
+def test_the_official_report_agrees_with_our_score(smoke_outputs, tmp_path):
+    outputs, _ = smoke_outputs
+    run = tmp_path / "run"
+    shutil.copytree(outputs / "sequential" / "demo-smoke", run)
+    result = run_sequential(run, ROOT / "data" / "demo-sequential-holdout.csv", "--set", "qa_report=True")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert (run / "report.html").stat().st_size > 0 and "[qa report]" in result.stderr
+    assert metrics["qa_report"]["overall"] == pytest.approx(metrics["accuracy"]["overall"], abs=1e-6)
+    assert 0 < metrics["qa_report"]["dcr_share"] < 1 and "qa report (report.html" in result.stderr
 
 
 def test_a_run_directory_refuses_other_data(smoke_outputs, tmp_path):
