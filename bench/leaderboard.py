@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.io import align_to_training, exit_on_data_error, read_table  # noqa: E402
 from common.metric import evaluate  # noqa: E402
+from common.report import qa_report  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "prize-sequential"
 COLUMNS = ["overall", "univariate", "bivariate", "trivariate", "coherence", "dcr_share", "runtime_s", "machine", "profile"]
@@ -56,13 +57,8 @@ def score(submission_path: Path, data: Path, seeds: list[int], with_qa: bool) ->
     for seed in seeds:
         scores = evaluate(training, submission, holdout, "group_id", "replicate", seed).as_dict(with_max=False)
         if with_qa:
-            from mostlyai import qa
-
-            qa.set_random_state(seed)
             report = submission_path.parent / f"leaderboard-report-seed{seed}.html"
-            _, metrics = qa.report(syn_tgt_data=submission, trn_tgt_data=training, hol_tgt_data=holdout,
-                                   tgt_context_key="group_id", report_path=report)
-            scores["dcr_share"] = metrics.distances.dcr_share
+            scores["dcr_share"] = qa_report(training, submission, holdout, "group_id", report, seed=seed)["dcr_share"]
         per_seed.append(scores)
         print(f"# seed {seed}: {scores}", file=sys.stderr)
     return {a: float(np.median([s[a] for s in per_seed if s.get(a) is not None])) if any(s.get(a) is not None for s in per_seed) else None

@@ -262,7 +262,10 @@ def refine(
             attempts, accepted = attempts + chunk, accepted + n_accepted
             progress.update(attempts=attempts, accepted=accepted, loss=objective())
             if temperature == 0.0 and n_accepted < min_accept_rate * chunk:
+                stop = f"converged: {n_accepted} of the last {chunk:,} swaps paid"
                 break
-        progress.log(f"done: {accepted:,} of {attempts:,} swaps kept, loss {objective():.6f}")
+        else:
+            stop = "deadline" if time.monotonic() >= deadline else "attempts done"
+        progress.log(f"{stop}; {accepted:,} of {attempts:,} swaps kept, loss {objective():.6f}")
     return units
 
