@@ -14,6 +14,7 @@ Both take a `deadline` (`time.monotonic()` value) and return the best selection 
 
 from __future__ import annotations
 
+import collections
 import math
 import time
 
@@ -222,6 +223,7 @@ def refine(
     chunk: int = 2_000,
     temperature: float = 0.0,
     min_accept_rate: float = 0.0005,
+    patience: int = 10,
     max_attempts: int | None = None,
     candidate_weights: np.ndarray | None = None,
     screen_tables: np.ndarray | None = None,
@@ -230,8 +232,8 @@ def refine(
     coherence_beta: np.ndarray | None = None,
     name: str = "refine",
 ) -> np.ndarray:
-    """Swap refinement until the deadline, `max_attempts`, or a chunk where fewer than `min_accept_rate` of the
-    attempts pay off. The same seed gives the same selection unless the deadline cuts the run short.
+    """Swap refinement until the deadline, `max_attempts`, or until fewer than `min_accept_rate` of the attempts
+    of the last `patience` chunks pay off (acceptance comes in bursts: one idle chunk does not mean convergence). The same seed gives the same selection unless the deadline cuts the run short.
 
     Candidates are pool units drawn uniformly, or in proportion to `candidate_weights` (e.g. IPF weights). With
     `screen_tables` (frame table indices) candidates are ranked on those tables first, and only the best
@@ -249,6 +251,7 @@ def refine(
     cumulative = None if candidate_weights is None else np.cumsum(candidate_weights) / np.sum(candidate_weights)
     objective = lambda: loss(problem, residual, table_beta, coherence_beta)  # noqa: E731
     attempts = accepted = 0
+    recent = collections.deque(maxlen=patience)  # swaps kept in each of the last chunks
     with Progress(name) as progress:
         progress.log(f"{len(units):,} units of {problem.n_units:,}, loss {objective():.6f}")
         while time.monotonic() < deadline and (max_attempts is None or attempts < max_attempts):
@@ -261,8 +264,9 @@ def refine(
             n_accepted = _swap_chunk(units, selected, positions, candidates, draws, temperature, n_finalists, full, screen, residual)
             attempts, accepted = attempts + chunk, accepted + n_accepted
             progress.update(attempts=attempts, accepted=accepted, loss=objective())
-            if temperature == 0.0 and n_accepted < min_accept_rate * chunk:
-                stop = f"converged: {n_accepted} of the last {chunk:,} swaps paid"
+            recent.append(n_accepted)
+            if temperature == 0.0 and len(recent) == patience and sum(recent) < min_accept_rate * chunk * patience:
+                stop = f"converged: {sum(recent)} of the last {chunk * patience:,} swaps paid"
                 break
         else:
             stop = "deadline" if time.monotonic() >= deadline else "attempts done"
