@@ -233,7 +233,8 @@ def refine(
     name: str = "refine",
 ) -> np.ndarray:
     """Swap refinement until the deadline, `max_attempts`, or until fewer than `min_accept_rate` of the attempts
-    of the last `patience` chunks pay off (acceptance comes in bursts: one idle chunk does not mean convergence). The same seed gives the same selection unless the deadline cuts the run short.
+    of the last `patience` chunks pay off (acceptance comes in bursts: one idle chunk does not mean convergence).
+    The same seed gives the same selection unless the deadline cuts the run short.
 
     Candidates are pool units drawn uniformly, or in proportion to `candidate_weights` (e.g. IPF weights). With
     `screen_tables` (frame table indices) candidates are ranked on those tables first, and only the best
