@@ -52,7 +52,7 @@ def main(challenge: str, defaults: dict, profiles: dict[str, dict], argv: list[s
             key, sep, value = item.partition("=")
             if not sep or key not in config:
                 raise DataError(f"--set {item}: expected KEY=VALUE with one of {', '.join(sorted(config))}")
-            config[key] = _parse_value(value)
+            config[key] = _parse_value(key, value, config[key])
         for key, value in [("training", args.training), ("holdout", args.holdout), ("time_budget_min", args.time_budget),
                            ("seed", args.seed), ("out", args.out)]:
             if value is not None:
@@ -75,11 +75,16 @@ def exit_quietly(code: int) -> None:
     os._exit(code)
 
 
-def _parse_value(text: str):
+def _parse_value(key: str, text: str, default):
+    """A `--set` value as Python (numbers, tuples, None; anything else stays a string); true/false in any case."""
+    words = {"true": True, "false": False, "none": None}
     try:
-        return ast.literal_eval(text)
+        value = words[text.lower()] if text.lower() in words else ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        return text
+        value = text
+    if isinstance(default, bool) and not isinstance(value, bool):
+        raise DataError(f"--set {key}={text}: expected true or false")
+    return value
 
 
 def run(challenge: str, config: dict) -> dict:

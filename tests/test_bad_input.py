@@ -48,3 +48,8 @@ def test_bad_training_data_gives_one_line_error_and_no_output(case, tmp_path):
 def test_unknown_setting_is_refused(tmp_path):
     result = run_script("flat", "--training", str(tmp_path / "t.csv"), "--set", "no_such_knob=1")
     assert result.returncode == 2 and "no_such_knob" in result.stderr and "max_dcr_share" in result.stderr
+
+
+def test_a_switch_takes_only_true_or_false(tmp_path):
+    result = run_script("flat", "--training", str(tmp_path / "t.csv"), "--set", "qa_report=maybe")
+    assert result.returncode == 2 and "qa_report=maybe: expected true or false" in result.stderr
