@@ -106,7 +106,6 @@ def generate_pool(
     from mostlyai.sdk import MostlyAI
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    logging.getLogger("mostlyai.engine").setLevel(logging.ERROR)  # notices about the key-only subject table
     indicators = missing_indicator_columns(training, context_key)
     mostly = None
     parts = []
@@ -116,7 +115,11 @@ def generate_pool(
             log.info(f"pool {i + 1}/{n_iterations}: reusing {pool_file}")
             parts.append(pd.read_parquet(pool_file))
             continue
-        mostly = mostly or MostlyAI(local=True, local_dir=run_dir / "sdk", quiet=True)
+        if mostly is None:
+            mostly = MostlyAI(local=True, local_dir=run_dir / "sdk", quiet=True)
+            if context_key is not None:  # the SDK's jobs run in processes of their own, whose logging we cannot filter
+                log.info('model: the SDK\'s warnings about the subject table ("not enough data to train model", "using '
+                         'untrained model", "no target columns to sample") are expected: that table holds only the group ids')
         generator = _trained_generator(mostly, training, context_key, indicators, settings, seed + i, run_dir / f"generator-{i}.json", log)
         size = pool_size // n_iterations + (i < pool_size % n_iterations)
         start = time.monotonic()
