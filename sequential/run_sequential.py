@@ -54,8 +54,9 @@ CONFIG = dict(
 PROFILES = {
     # the winner's scale: three Medium models on a GPU
     "gpu": dict(iterations=3, train_minutes=20, time_budget_min=90),
-    # one Medium model, sized to finish within 90 min on 2 CPU cores
-    "cpu": dict(),
+    # two Medium models of at most 30 min each (on the prize data they stop themselves after 24-27 min), pooled;
+    # sized to finish within 90 min on 2 CPU cores
+    "cpu": dict(iterations=2, train_minutes=30),
     # a quick end-to-end try (< 3 min): a small model, a few hundred groups
     "smoke": dict(qa_report=False, model="MOSTLY_AI/Small", max_epochs=1, train_minutes=0.3, max_training_samples=500, pool_size=1_500,
                   target_size=300, time_budget_min=3, finish_minutes=0.5, max_triples=200, ipf_pairs=20),
