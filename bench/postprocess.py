@@ -31,6 +31,8 @@ from bench.problems import prize_flat, prize_sequential  # noqa: E402
 from common.metric import evaluate  # noqa: E402
 from common.select import SelectionSettings, select_units  # noqa: E402
 from common.targets import build_problem  # noqa: E402
+from flat.run_flat import CONFIG as FLAT  # noqa: E402  (the entry scripts' selection knobs, cpu profile)
+from sequential.run_sequential import CONFIG as SEQUENTIAL  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -43,10 +45,9 @@ class Settings:
 
 
 SETTINGS = {
-    "flat": Settings(100_000, 2_500_000, 300, max_triples=500, selection=SelectionSettings(
-        ipf_pairs=500, ipf_passes=2, n_candidates=64, screen_tables=("univariate",))),
-    "sequential": Settings(20_000, 300_000, 180, max_triples=2_000, selection=SelectionSettings(
-        ipf_pairs=100, ipf_passes=3, coherence_share=0.2)),
+    "flat": Settings(100_000, 2_500_000, 300, max_triples=FLAT["max_triples"], selection=SelectionSettings.from_config(FLAT)),
+    "sequential": Settings(20_000, 300_000, 180, max_triples=SEQUENTIAL["max_triples"],
+                           selection=SelectionSettings.from_config(SEQUENTIAL)),
 }
 
 

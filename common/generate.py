@@ -11,9 +11,12 @@ what is there, so a crashed run resumes where it stopped. The SDK trains on the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import signal
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.io import conform_to_training, write_atomic
+from common.binning import column_kind
+from common.io import DataError, conform_to_training, write_atomic
 
 MISSING_SUFFIX = "__is_missing"
 
@@ -30,9 +34,9 @@ MISSING_SUFFIX = "__is_missing"
 class ModelSettings:
     """What the SDK's `tabular_model_configuration` gets (minutes and epochs: whichever ends training first)."""
 
-    model: str = "MOSTLY_AI/Medium"
-    max_epochs: float = 100
-    max_training_minutes: float = 10
+    model: str
+    max_epochs: float
+    max_training_minutes: float
     batch_size: int | None = None
     max_sample_size: int | None = None  # train on at most this many rows (or groups); None: all
     value_protection: bool = False  # privacy is checked on the selection instead (common/privacy.py)
@@ -42,6 +46,53 @@ class ModelSettings:
         config = asdict(self)
         config["max_training_time"] = config.pop("max_training_minutes")
         return {k: v for k, v in config.items() if v is not None} | {"enable_model_report": False}
+
+
+@dataclass(frozen=True)
+class GeneratorSettings:
+    """Everything that shapes the trained models and the pool; a run directory's cache belongs to one of these."""
+
+    model: str
+    max_epochs: float
+    train_minutes: float  # per model, at most
+    batch_size: int | None
+    max_training_samples: int | None
+    iterations: int  # models, trained with seeds seed, seed + 1, ...
+    pool_size: int  # rows (flat) or groups (sequential) sampled in all
+    temperature: float
+    seed: int
+
+    @classmethod
+    def from_config(cls, config: dict) -> "GeneratorSettings":
+        return cls(**{name: config[name] for name in cls.__dataclass_fields__})
+
+    def model_settings(self, minutes: float) -> ModelSettings:
+        return ModelSettings(self.model, self.max_epochs, minutes, self.batch_size, self.max_training_samples)
+
+
+# Time estimates for a run's budget, before anything was measured (2 CPU cores; a GPU is faster): the seconds an
+# SDK job needs besides its work (a process, imports, analysis, encoding) and how many cells (rows x columns) the
+# generator samples per second. Measured sampling replaces the rate once the first pool part exists.
+JOB_OVERHEAD_SECONDS = 30.0
+SAMPLED_CELLS_PER_SECOND = 50_000.0
+MIN_TRAINING_SECONDS = 10.0
+
+
+def encoding_types(training: pd.DataFrame, context_key: str | None) -> dict[str, str]:
+    """The SDK's encoding of each column, from its type in the training data, as the metric bins it: numbers ->
+    numeric, true datetimes -> datetime, anything else (text, booleans, indicator flags) -> categorical. The SDK's
+    own guess can take text for dates (month names such as 'may' parse as dates) and fail."""
+    types = {}
+    for col in training.columns:
+        if col == context_key:
+            types[col] = "AUTO"
+        elif column_kind(training[col]) == "datetime":
+            types[col] = "TABULAR_DATETIME"
+        elif pd.api.types.is_numeric_dtype(training[col]) and not pd.api.types.is_bool_dtype(training[col]):
+            types[col] = "TABULAR_NUMERIC_AUTO"
+        else:
+            types[col] = "TABULAR_CATEGORICAL"
+    return types
 
 
 def device_name() -> str:
@@ -70,7 +121,8 @@ def apply_missing_indicators(df: pd.DataFrame, columns: list[str]) -> pd.DataFra
 
 
 def _training_tables(training: pd.DataFrame, context_key: str | None, settings: ModelSettings) -> list[dict]:
-    model = {"tabular_model_configuration": settings.sdk_config()}
+    model = {"tabular_model_configuration": settings.sdk_config(),
+             "columns": [{"name": c, "model_encoding_type": t} for c, t in encoding_types(training, context_key).items()]}
     if context_key is None:
         return [{"name": "data", "data": training} | model]
     subjects = pd.DataFrame({context_key: training[context_key].drop_duplicates().to_numpy()})
@@ -88,31 +140,64 @@ def sort_groups(df: pd.DataFrame, context_key: str, first_id: int) -> pd.DataFra
     return df
 
 
+def keep_training_lengths(pool: pd.DataFrame, training: pd.DataFrame, context_key: str, log: logging.Logger) -> pd.DataFrame:
+    """The pool without groups whose length the training data does not have (shorter or longer than all)."""
+    lengths = training.groupby(context_key, sort=False).size()
+    pool_lengths = pool.groupby(context_key, sort=False)[context_key].transform("size")
+    keep = pool_lengths.between(lengths.min(), lengths.max()).to_numpy()
+    if not keep.all():
+        log.info(f"pool: dropping {pool.loc[~keep, context_key].nunique():,} groups with lengths outside "
+                 f"{lengths.min()}-{lengths.max()}")
+        pool = pool.loc[keep].reset_index(drop=True)
+    return pool
+
+
+def sampled_cells(training: pd.DataFrame, context_key: str | None, units: int) -> float:
+    """Cells (rows x columns) of a pool of `units` rows or groups, as the SDK samples them."""
+    rows_per_unit = len(training) / training[context_key].nunique() if context_key else 1.0
+    columns = training.shape[1] + len(missing_indicator_columns(training, context_key))
+    return units * rows_per_unit * columns
+
+
+def pool_sizes(settings: GeneratorSettings) -> list[int]:
+    """Rows (flat) or groups (sequential) sampled from each model: `pool_size` in equal parts."""
+    n = settings.iterations
+    return [settings.pool_size // n + (i < settings.pool_size % n) for i in range(n)]
+
+
+def training_seconds(training: pd.DataFrame, context_key: str | None, sizes: list[int], seconds_left: float,
+                     cells_per_second: float = SAMPLED_CELLS_PER_SECOND) -> float:
+    """Seconds of training for each of the models still to train (one per entry of `sizes`, the units each will
+    sample), when `seconds_left` must cover their training and sampling."""
+    sampling = sum(JOB_OVERHEAD_SECONDS + sampled_cells(training, context_key, n) / cells_per_second for n in sizes)
+    return (seconds_left - sampling) / len(sizes) - JOB_OVERHEAD_SECONDS
+
+
 def generate_pool(
     training: pd.DataFrame,
     context_key: str | None,
     run_dir: Path,
-    settings: ModelSettings,
-    n_iterations: int,
-    pool_size: int,
-    temperature: float,
-    seed: int,
+    settings: GeneratorSettings,
+    deadline: float,
     log: logging.Logger,
 ) -> pd.DataFrame:
-    """Train `n_iterations` generators (seeds seed, seed + 1, ...) and sample `pool_size` rows (flat) or groups
-    (sequential) from them in equal parts. Returns the pool with the training data's columns and dtypes; sequential
-    pools have their rows grouped, integer group ids that are unique across iterations, and only groups whose
-    length the training data has."""
+    """Train `settings.iterations` generators (seeds seed, seed + 1, ...) and sample `settings.pool_size` rows (flat)
+    or groups (sequential) from them in equal parts, all before `deadline` (a `time.monotonic()` value): each
+    model trains at most `train_minutes`, and less when the sampling still to come needs the time. Returns the pool
+    with the training data's columns and dtypes; sequential pools have their rows grouped, integer group ids that
+    are unique across iterations, and only groups whose length the training data has."""
     from mostlyai.sdk import MostlyAI
 
     run_dir.mkdir(parents=True, exist_ok=True)
     indicators = missing_indicator_columns(training, context_key)
+    n_models, sizes = settings.iterations, pool_sizes(settings)
+    cells_per_second = SAMPLED_CELLS_PER_SECOND
     mostly = None
     parts = []
-    for i in range(n_iterations):
+    for i in range(n_models):
         pool_file = run_dir / f"pool-{i}.parquet"
         if pool_file.exists():
-            log.info(f"pool {i + 1}/{n_iterations}: reusing {pool_file}")
+            log.info(f"pool {i + 1}/{n_models}: reusing {pool_file}")
             parts.append(pd.read_parquet(pool_file))
             continue
         if mostly is None:
@@ -120,38 +205,41 @@ def generate_pool(
             if context_key is not None:  # the SDK's jobs run in processes of their own, whose logging we cannot filter
                 log.info('model: the SDK\'s warnings about the subject table ("not enough data to train model", "using '
                          'untrained model", "no target columns to sample") are expected: that table holds only the group ids')
-        generator = _trained_generator(mostly, training, context_key, indicators, settings, seed + i, run_dir / f"generator-{i}.json", log)
-        size = pool_size // n_iterations + (i < pool_size % n_iterations)
+        seconds = training_seconds(training, context_key, sizes[i:], deadline - time.monotonic(), cells_per_second)
+        minutes = min(settings.train_minutes, seconds / 60)
+        if seconds < MIN_TRAINING_SECONDS:
+            raise DataError(f"the time budget leaves no time to train model {i + 1} of {n_models} and sample "
+                            f"{sum(sizes[i:]):,} {'groups' if context_key else 'rows'}: raise --time-budget, or lower "
+                            "pool_size or iterations")
+        if minutes < settings.train_minutes:
+            log.info(f"model: the time budget leaves {minutes:.1f} of the {settings.train_minutes:g} min of training")
+        generator = _trained_generator(mostly, training, context_key, indicators, settings.model_settings(minutes),
+                                       settings.seed + i, run_dir / f"generator-{i}.json", run_dir, log)
         start = time.monotonic()
-        log.info(f"pool {i + 1}/{n_iterations}: sampling {size:,} {'groups' if context_key else 'rows'} ...")
-        sampling = {"sampling_temperature": temperature, "enable_data_report": False}
-        tables = ([{"name": "subjects", "configuration": {"sample_size": size, "enable_data_report": False}},
+        log.info(f"pool {i + 1}/{n_models}: sampling {sizes[i]:,} {'groups' if context_key else 'rows'} ...")
+        sampling = {"sampling_temperature": settings.temperature, "enable_data_report": False}
+        tables = ([{"name": "subjects", "configuration": {"sample_size": sizes[i], "enable_data_report": False}},
                    {"name": "data", "configuration": sampling}] if context_key else
-                  [{"name": "data", "configuration": {"sample_size": size} | sampling}])
-        sd_config = {"random_state": seed + 1000 + i, "tables": tables}
-        synthetic = mostly.generate(generator, config=sd_config, start=True, wait=False, progress_bar=False)
-        _wait(synthetic.generation.progress, synthetic.id, f"pool {i + 1}/{n_iterations}", log)
+                  [{"name": "data", "configuration": {"sample_size": sizes[i]} | sampling}])
+        sd_config = {"random_state": settings.seed + 1000 + i, "tables": tables}
+        with _job_output_to(run_dir / "sdk-jobs.log"):
+            synthetic = mostly.generate(generator, config=sd_config, start=True, wait=False, progress_bar=False)
+        _wait(synthetic.generation.progress, synthetic.id, f"pool {i + 1}/{n_models}", run_dir / "sdk" / "synthetic-datasets" / synthetic.id, log)
         data = synthetic.data()
         pool = apply_missing_indicators(data["data"] if isinstance(data, dict) else data, indicators)
         if context_key is not None:
             pool = sort_groups(pool, context_key, first_id=i * 10**9)
         pool = conform_to_training(pool, training)
         write_atomic(pool_file, pool.to_parquet)
-        log.info(f"pool {i + 1}/{n_iterations}: {len(pool):,} rows in {time.monotonic() - start:.0f} s")
+        seconds = time.monotonic() - start
+        cells_per_second = max(sampled_cells(training, context_key, sizes[i]) / max(seconds - JOB_OVERHEAD_SECONDS, 1.0), 1_000.0)
+        log.info(f"pool {i + 1}/{n_models}: {len(pool):,} rows in {seconds:.0f} s")
         parts.append(pool)
     pool = pd.concat(parts, ignore_index=True)
-    if context_key is not None:
-        lengths = training.groupby(context_key, sort=False).size()
-        pool_lengths = pool.groupby(context_key, sort=False)[context_key].transform("size")
-        keep = pool_lengths.between(lengths.min(), lengths.max()).to_numpy()
-        if not keep.all():
-            log.info(f"pool: dropping {pool.loc[~keep, context_key].nunique():,} groups with lengths outside "
-                     f"{lengths.min()}-{lengths.max()}")
-            pool = pool.loc[keep].reset_index(drop=True)
-    return pool
+    return pool if context_key is None else keep_training_lengths(pool, training, context_key, log)
 
 
-def _trained_generator(mostly, training, context_key, indicators, settings, seed, id_file: Path, log):
+def _trained_generator(mostly, training, context_key, indicators, settings: ModelSettings, seed, id_file: Path, run_dir: Path, log):
     """The generator recorded in `id_file` if the SDK still has it, else a newly trained one."""
     if id_file.exists():
         try:
@@ -162,26 +250,47 @@ def _trained_generator(mostly, training, context_key, indicators, settings, seed
         except Exception:  # the SDK home was removed or the training did not finish: train again
             pass
     start = time.monotonic()
-    log.info(f"model: training {settings.model} on {device_name()} (seed {seed}, at most {settings.max_training_minutes:g} min, "
+    log.info(f"model: training {settings.model} on {device_name()} (seed {seed}, at most {settings.max_training_minutes:.1f} min, "
              f"{settings.max_epochs:g} epochs) ...")
     data = add_missing_indicators(training, indicators)
     config = {"name": id_file.stem, "random_state": seed, "tables": _training_tables(data, context_key, settings)}
-    generator = mostly.train(config=config, start=True, wait=False, progress_bar=False)
-    _wait(generator.training.progress, generator.id, "model", log)
+    with _job_output_to(run_dir / "sdk-jobs.log"):
+        generator = mostly.train(config=config, start=True, wait=False, progress_bar=False)
+    _wait(generator.training.progress, generator.id, "model", run_dir / "sdk" / "generators" / generator.id, log)
     generator.reload()
     write_atomic(id_file, lambda path: Path(path).write_text(json.dumps({"generator_id": generator.id, "seed": seed})))
     log.info(f"model: trained in {time.monotonic() - start:.0f} s")
     return generator
 
 
-def _wait(progress, job_id: str, what: str, log: logging.Logger, interval: float = 60.0) -> None:
+@contextlib.contextmanager
+def _job_output_to(path: Path):
+    """Send what an SDK job process prints (its traceback, when it fails) to `path` instead of the terminal: the
+    local SDK starts each job as a child process, which inherits this process's stderr and stdout while it starts."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(path, "ab") as target:
+        os.dup2(target.fileno(), 1)
+        os.dup2(target.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+def _wait(progress, job_id: str, what: str, job_dir: Path, log: logging.Logger, interval: float = 60.0) -> None:
     """Poll an SDK job (`progress()` returns its JobProgress) until it ends, logging the running steps every
-    `interval` seconds (for training: epoch and validation loss); raise when the job failed. The local SDK runs
-    the job in a process of its own: an interruption (Ctrl-C, an error here) stops that process too."""
+    `interval` seconds (for training: epoch and validation loss). A failed job, or one whose process is gone, is a
+    one-line `DataError` with the SDK's own reason (from the job's log in `job_dir`). The local SDK runs the job in
+    a process of its own: an interruption (Ctrl-C, an error here) stops that process too."""
     stop = []  # set by Ctrl-C or SIGTERM; checked between polls, as the SDK's client may swallow the interrupt
     handlers = {sig: signal.signal(sig, lambda signum, frame: stop.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        _poll(progress, what, log, interval, stop)
+        _poll(progress, job_id, what, job_dir, log, interval, stop)
     except BaseException:
         _stop_job_processes(job_id)
         raise
@@ -190,25 +299,58 @@ def _wait(progress, job_id: str, what: str, log: logging.Logger, interval: float
             signal.signal(sig, handler)
 
 
-def _stop_job_processes(job_id: str) -> None:
+def _job_processes(job_id: str) -> list:
     import psutil
 
+    found = []
     for process in psutil.process_iter(["cmdline"]):
-        if job_id in " ".join(process.info["cmdline"] or []):
+        try:
+            if job_id in " ".join(process.info["cmdline"] or []):
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _stop_job_processes(job_id: str) -> None:
+    for process in _job_processes(job_id):
+        with contextlib.suppress(Exception):
             process.kill()
 
 
-def _poll(progress, what: str, log: logging.Logger, interval: float, stop: list) -> None:
-    last = time.monotonic()
+def job_failure_reason(job_dir: Path) -> str:
+    """The SDK's own reason for a failed job: the exception message its job log ends with, on one line."""
+    log_file = job_dir / "job.log"
+    lines = log_file.read_text(errors="replace").splitlines() if log_file.exists() else []
+    for line in reversed(lines):
+        if "Exception message:" in line:
+            return line.split("Exception message:", 1)[1].strip()
+    errors = [line for line in lines if "ERROR" in line and line.split("ERROR", 1)[1].strip(" :")]
+    if errors:  # a traceback's last line names the exception
+        tail = [line for line in lines[lines.index(errors[0]):] if line.strip()]
+        return tail[-1].split("ERROR", 1)[-1].strip(" :") if tail else errors[-1]
+    return f"no reason recorded (see {log_file})"
+
+
+def _poll(progress, job_id: str, what: str, job_dir: Path, log: logging.Logger, interval: float, stop: list) -> None:
+    last = started = time.monotonic()
+    missing_since = None  # when the job's process was last found missing
     while True:
         if stop:
             raise KeyboardInterrupt(f"{what}: interrupted")
         job = progress()
         if job.status in ("DONE", "FAILED", "CANCELED"):
             if job.status != "DONE":
-                errors = [s.error_message for s in job.steps or [] if s.error_message]
-                raise RuntimeError(f"{what}: the SDK job ended {job.status.lower()}" + (f": {errors[0]}" if errors else ""))
+                reason = " ".join(job_failure_reason(job_dir).split())
+                raise DataError(f"{what}: the SDK job ended {job.status.lower()}: {reason[:500]}")
             return
+        if _job_processes(job_id):
+            missing_since = None
+        elif time.monotonic() - started > 20:
+            missing_since = missing_since or time.monotonic()
+            if time.monotonic() - missing_since > 20:
+                reason = " ".join(job_failure_reason(job_dir).split())
+                raise DataError(f"{what}: the SDK job's process ended without a result: {reason[:500]}")
         if time.monotonic() - last >= interval:
             last = time.monotonic()
             for step in job.steps or []:
@@ -219,4 +361,3 @@ def _poll(progress, what: str, log: logging.Logger, interval: float, stop: list)
                     log.info(f"{what}: {step.step_code.value.lower()} {step.progress.value}/{step.progress.max}"
                              + (f" ({shown})" if shown else ""))
         time.sleep(2)
-

@@ -11,6 +11,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 
@@ -29,15 +30,19 @@ def exit_on_data_error():
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a CSV (optionally gzipped) or parquet file into a DataFrame, as pandas reads it by default."""
+    """Read a CSV (optionally gzipped) or parquet file into a DataFrame, as pandas reads it by default; refuse
+    what pandas would read silently wrong: duplicate column names (renamed 'x.1'), a file separated by something
+    other than commas (one column), nested values."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
         if path.suffix == ".parquet":
             df = pd.read_parquet(path)
+            header = list(df.columns)
         else:
             df = pd.read_csv(path, low_memory=False)
+            header = list(pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0])
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
     except Exception as err:  # parser, codec and I/O errors all mean the same to the user
@@ -45,6 +50,18 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read the table ({message})") from None
     if len(df) == 0 or len(df.columns) == 0:
         raise DataError(f"{path}: the table has no rows")
+    repeated = sorted({str(c) for c in header if header.count(c) > 1})
+    if repeated:
+        raise DataError(f"{path}: repeated column names {_names(repeated)}")
+    if len(df.columns) == 1 and any(sep in str(df.columns[0]) for sep in ";\t|"):
+        sep = next(sep for sep in ";\t|" if sep in str(df.columns[0]))
+        raise DataError(f"{path}: one column named {str(df.columns[0])[:60]!r}: the file looks {sep!r}-separated; "
+                        "save it with commas as separators")
+    for col in df.columns[df.dtypes == object]:
+        nested = df[col].map(lambda v: isinstance(v, (list, tuple, dict, set, np.ndarray)))
+        if nested.any():
+            raise DataError(f"{path}: column '{col}' holds nested values ({type(df[col][nested].iloc[0]).__name__}); "
+                            "flatten them into columns of their own")
     return df
 
 
@@ -58,20 +75,34 @@ def check_context_key(df: pd.DataFrame, context_key: str | None, name: str) -> N
         raise DataError(f"{name}: the context key column '{context_key}' has empty values")
 
 
-def check_training(df: pd.DataFrame, context_key: str | None, group_lengths: tuple[int, int] | None, name: str) -> None:
-    """Require a complete context key, groups of allowed lengths (sequential) and no text among numbers.
+def check_training(df: pd.DataFrame, context_key: str | None, group_lengths: tuple[int, int] | None, name: str,
+                   min_units: int = 1) -> None:
+    """Require a complete context key, at least `min_units` rows (flat) or groups (sequential), groups of allowed
+    lengths (sequential), some values, no infinite numbers and no text among numbers.
 
     A column counts as numeric when at least 99 % of its non-empty values are numbers; any other value in it is
     an error (a typo, a unit, a stray header), rather than a silently categorical column."""
     check_context_key(df, context_key, name)
+    n_units = df[context_key].nunique() if context_key else len(df)
+    if n_units < min_units:
+        raise DataError(f"{name}: {n_units:,} {'groups' if context_key else 'rows'}; at least {min_units:,} are needed")
     if context_key is not None and group_lengths is not None:
         sizes = df.groupby(context_key, sort=False).size()
         bad = sizes[(sizes < group_lengths[0]) | (sizes > group_lengths[1])]
         if len(bad):
             raise DataError(f"{name}: {len(bad):,} groups have fewer than {group_lengths[0]} or more than {group_lengths[1]} "
                             f"rows (e.g. {context_key} {bad.index[0]!r} with {bad.iloc[0]})")
-    for col in df.columns:
-        if col == context_key or pd.api.types.is_numeric_dtype(df[col]) or pd.api.types.is_bool_dtype(df[col]):
+    data = df.drop(columns=[context_key]) if context_key else df
+    if data.shape[1] == 0 or data.isna().all().all():
+        raise DataError(f"{name}: no values besides {'the context key' if context_key else 'empty cells'}")
+    for col in data.columns:
+        if pd.api.types.is_numeric_dtype(df[col]) and not pd.api.types.is_bool_dtype(df[col]):
+            infinite = np.isinf(df[col].to_numpy(dtype=float, na_value=np.nan))
+            if infinite.any():
+                raise DataError(f"{name}: column '{col}' holds an infinite value ({df[col][infinite].iloc[0]}); "
+                                "use an empty cell or a number")
+            continue
+        if pd.api.types.is_bool_dtype(df[col]):
             continue
         values = df[col].dropna()
         values = values[values.astype("string").str.strip() != ""]

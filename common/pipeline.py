@@ -10,22 +10,42 @@ The entry scripts own the knobs (a CONFIG dict and profiles); `main` reads the c
 from __future__ import annotations
 
 import argparse
-import ast
 import hashlib
 import json
 import logging
 import os
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from common.generate import ModelSettings, device_name, generate_pool
-from common.io import DataError, align_to_training, check_training, conform_to_training, exit_on_data_error, read_table, write_atomic
+from common.config import check_config, parse_value
+from common.generate import (
+    MIN_TRAINING_SECONDS,
+    MISSING_SUFFIX,
+    GeneratorSettings,
+    device_name,
+    generate_pool,
+    keep_training_lengths,
+    pool_sizes,
+    sort_groups,
+    training_seconds,
+)
+from common.io import (
+    DataError,
+    align_to_training,
+    check_context_key,
+    check_training,
+    conform_to_training,
+    exit_on_data_error,
+    read_table,
+    write_atomic,
+)
 from common.metric import evaluate
-from common.privacy import PrivacyGuard
+from common.privacy import PrivacyGuard, unit_hashes
 from common.report import qa_report, step_plot, summary_table
 from common.select import SelectionSettings, select_units
 from common.targets import build_problem
@@ -33,31 +53,43 @@ from common.targets import build_problem
 ROOT = Path(__file__).resolve().parents[1]
 
 
+MIN_TRAINING_UNITS = 50  # rows (flat) or groups (sequential): fewer cannot be learnt, split and checked for privacy
+MAX_HOLDOUT_COPIES = 0.5  # a holdout whose units repeat training units more often than this is not a holdout
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are one-line `DataError`s (exit code 2, no usage block)."""
+
+    def error(self, message):
+        raise DataError(message)
+
+
 def main(challenge: str, defaults: dict, profiles: dict[str, dict], argv: list[str] | None = None) -> int:
-    """Command line of an entry script: `--training`, `--holdout`, `--profile`, `--time-budget`, `--out`, `--seed`,
-    `--set key=value` (any CONFIG key); bad input gives a one-line error and exit code 2."""
-    parser = argparse.ArgumentParser(description=f"{challenge} challenge: train, oversample, select, write the submission")
+    """Command line of an entry script: `--training`, `--holdout`, `--pool`, `--profile`, `--time-budget`, `--out`,
+    `--seed`, `--set key=value` (any CONFIG key); bad input gives a one-line error and exit code 2."""
+    parser = _ArgumentParser(description=f"{challenge} challenge: train, oversample, select, write the submission")
     parser.add_argument("--training", help="training table (CSV, CSV.gz or parquet)")
     parser.add_argument("--holdout", help="optional holdout table: only for the final scores and the privacy reference")
+    parser.add_argument("--pool", help="optional pool to select from (the training data's columns): no training, no sampling")
     parser.add_argument("--profile", choices=["auto", *profiles], default="auto", help="auto: gpu when one is visible, else cpu")
-    parser.add_argument("--time-budget", type=float, metavar="MIN", help="minutes for the whole run")
+    parser.add_argument("--time-budget", type=float, metavar="MIN", help="minutes for the whole run, up to the written submission")
     parser.add_argument("--out", help="run directory (default outputs/<challenge>/<profile>)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a CONFIG value")
-    args = parser.parse_args(argv)
     with exit_on_data_error():
+        args = parser.parse_args(argv)
         profile = args.profile if args.profile != "auto" else ("gpu" if device_name() == "cuda" else "cpu")
-        config = {**defaults, **profiles[profile], "profile": profile}
+        config = {**defaults, **profiles[profile]}
         for item in args.set:
             key, sep, value = item.partition("=")
             if not sep or key not in config:
                 raise DataError(f"--set {item}: expected KEY=VALUE with one of {', '.join(sorted(config))}")
-            config[key] = _parse_value(key, value, config[key])
-        for key, value in [("training", args.training), ("holdout", args.holdout), ("time_budget_min", args.time_budget),
-                           ("seed", args.seed), ("out", args.out)]:
+            config[key] = parse_value(value)
+        for key, value in [("training", args.training), ("holdout", args.holdout), ("pool", args.pool),
+                           ("time_budget_min", args.time_budget), ("seed", args.seed)]:
             if value is not None:
                 config[key] = value
-        config["out"] = config.get("out") or str(ROOT / "outputs" / challenge / profile)
+        config = check_config(config) | {"profile": profile, "out": args.out or str(ROOT / "outputs" / challenge / profile)}
         try:
             run(challenge, config)
         except KeyboardInterrupt:
@@ -75,43 +107,123 @@ def exit_quietly(code: int) -> None:
     os._exit(code)
 
 
-def _parse_value(key: str, text: str, default):
-    """A `--set` value as Python (numbers, tuples, None; anything else stays a string); true/false in any case."""
-    words = {"true": True, "false": False, "none": None}
+@dataclass(frozen=True)
+class Inputs:
+    """The checked input tables of a run (pool: a given pool, or None when the generator makes one)."""
+
+    training: pd.DataFrame
+    holdout: pd.DataFrame | None
+    pool: pd.DataFrame | None
+    n_target: int
+
+
+def check_inputs(config: dict) -> Inputs:
+    """Read and check every input before anything is trained or written; raises `DataError` (one line)."""
+    key = config.get("context_key")
+    training = _load(config["training"], "training")
+    check_training(training, key, config.get("group_lengths"), "training", MIN_TRAINING_UNITS)
+    reserved = [c for c in training.columns if str(c).endswith(MISSING_SUFFIX)]
+    if reserved:
+        raise DataError(f"training: column '{reserved[0]}' ends with '{MISSING_SUFFIX}', which the generator's missing "
+                        "indicators use: rename it")
+    n_units = training[key].nunique() if key else len(training)
+    n_target = config.get("target_size") or n_units
+    holdout = None
+    if config.get("holdout"):
+        holdout = align_to_training(training, _load(config["holdout"], "holdout"), "holdout")
+        check_training(holdout, key, None, "holdout")
+        copied = float(np.mean(np.isin(unit_hashes(holdout, key), unit_hashes(training, key))))
+        if copied > MAX_HOLDOUT_COPIES:
+            raise DataError(f"holdout: {copied:.0%} of its {'groups' if key else 'rows'} are also in the training data: "
+                            "a holdout must be data the model never sees")
+    pool = None
+    if config.get("pool"):
+        pool = align_to_training(training, _load(config["pool"], "pool"), "pool")
+        check_context_key(pool, key, "pool")
+        if key is not None:
+            pool = sort_groups(pool, key, first_id=0)
+        n_pool = pool[key].nunique() if key else len(pool)
+        if n_pool < n_target:
+            raise DataError(f"pool: {n_pool:,} {'groups' if key else 'rows'}, fewer than the {n_target:,} to select")
+    elif config["pool_size"] < n_target:
+        raise DataError(f"pool_size={config['pool_size']:,} is below the {n_target:,} {'groups' if key else 'rows'} to select")
+    return Inputs(training, holdout, pool, n_target)
+
+
+def _load(path, name) -> pd.DataFrame:
+    if not path:
+        raise DataError(f"no {name} table given (--{name} PATH)")
+    return read_table(path)
+
+
+def _prepare_run_dir(out: Path) -> None:
+    """Create the run directory, or say in one line why it cannot be used."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out}: a file of that name exists; choose a directory")
     try:
-        value = words[text.lower()] if text.lower() in words else ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        value = text
-    if isinstance(default, bool) and not isinstance(value, bool):
-        raise DataError(f"--set {key}={text}: expected true or false")
-    return value
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise DataError(f"--out {out}: cannot write there ({err.strerror or err})") from None
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The run's time budget in `time.monotonic()` values: the pool is ready by `generation`, the selection ends
+    at `selection`, the submission and metrics are written by `end`."""
+
+    start: float
+    generation: float
+    selection: float
+    end: float
+    selection_seconds: float  # kept for the selection
+
+    @classmethod
+    def of(cls, config: dict, start: float) -> "Budget":
+        total = 60 * config["time_budget_min"]
+        finish = min(60 * config["finish_minutes"], 0.15 * total)
+        selection = min(60 * config["selection_minutes"], 0.25 * total)
+        return cls(start, start + total - finish - selection, start + total - finish, start + total, selection)
 
 
 def run(challenge: str, config: dict) -> dict:
-    """Run the recipe under `config` (see the entry scripts for the keys); returns the metrics it writes."""
-    start = time.monotonic()
-    deadline = start + 60 * config["time_budget_min"]
+    """Run the recipe under `config` (checked by `check_config`; see the entry scripts for the keys); returns the
+    metrics it writes."""
+    budget = Budget.of(config, time.monotonic())
     key = config.get("context_key")
     out = Path(config["out"])
-    training = _load(config["training"], key, config.get("group_lengths"), "training")
-    holdout = None if not config.get("holdout") else align_to_training(training, _load(config["holdout"], key, None, "holdout"), "holdout")
-    out.mkdir(parents=True, exist_ok=True)
+    inputs = check_inputs(config)
+    training, holdout, n_target = inputs.training, inputs.holdout, inputs.n_target
+    generator = GeneratorSettings.from_config(config)
+    if inputs.pool is None:
+        seconds = training_seconds(training, key, pool_sizes(generator), budget.generation - time.monotonic())
+        if seconds < MIN_TRAINING_SECONDS:
+            raise DataError(f"--time-budget {config['time_budget_min']:g}: too short to train, sample "
+                            f"{generator.pool_size:,} {'groups' if key else 'rows'} and select; raise it, or lower pool_size")
+    _prepare_run_dir(out)
     log = _logger(out / "run.log")
-    n_target = config.get("target_size") or (training[key].nunique() if key else len(training))
     log.info(f"{challenge}: {len(training):,} training rows x {training.shape[1]} columns; profile {config['profile']}, "
              f"seed {config['seed']}, device {device_name()}, budget {config['time_budget_min']:g} min -> {out}")
-    _check_run_dir(out, training, config)
 
     seconds = {}
     clock = time.monotonic()
-    model = ModelSettings(config["model"], config["max_epochs"], config["train_minutes"], config.get("batch_size"),
-                          max_sample_size=config.get("max_training_samples"))
-    pool = generate_pool(training, key, out, model, config["iterations"], config["pool_size"], config["temperature"], config["seed"], log)
+    if inputs.pool is None:
+        _check_run_dir(out, training, generator)
+        pool = generate_pool(training, key, out, generator, budget.generation, log)
+    else:
+        log.info(f"pool: {config['pool']} (no training)")
+        pool = inputs.pool if key is None else keep_training_lengths(inputs.pool, training, key, log)
     seconds["generate"] = time.monotonic() - clock
     unit, n_pool_units = ("groups", pool[key].nunique()) if key else ("rows", len(pool))
     log.info(f"pool: {n_pool_units:,} {unit} ({len(pool):,} rows); target {n_target:,} {unit}")
     if n_pool_units < n_target:
         raise DataError(f"the pool has fewer {unit} than the target ({n_target:,}): raise pool_size")
+    left = budget.selection - time.monotonic()
+    if left < 0.5 * budget.selection_seconds:
+        log.warning(f"warning: the selection gets {max(left, 0):.0f} s of the {budget.selection_seconds:.0f} s kept for it: "
+                    "training and sampling took longer than estimated; the submission may be weak")
 
     clock = time.monotonic()
     problem = build_problem(training, pool, key, n_target, config["max_triples"], config["seed"])
@@ -127,20 +239,21 @@ def run(challenge: str, config: dict) -> dict:
         log.info(f"{step}: expected accuracy {expected:.5f} ({step_seconds:.0f} s)")
 
     rng = np.random.default_rng(config["seed"])
-    finish = 60 * config["finish_minutes"]  # kept for the privacy check, the scores and the writing
-    units = select_units(problem, _selection_settings(config), deadline - finish, rng, on_step)
+    units = select_units(problem, SelectionSettings.from_config(config), budget.selection, rng, on_step)
     clock = time.monotonic()
     guard = PrivacyGuard(training, holdout, key, config["max_dcr_share"], config["seed"], config["privacy_sample_rows"])
-    units = guard.enforce(problem, pool, units, rng, log)
+    units = guard.enforce(problem, pool, units, log)
     on_step("privacy", units, time.monotonic() - clock)
 
     submission = _submission(pool, problem, units, training, key)
     write_atomic(out / "submission.csv", lambda tmp: submission.to_csv(tmp, index=False))
     metrics = _metrics(challenge, config, training, holdout, pool, problem, raw_units[0], submission, steps, seconds, guard, key)
-    metrics["seconds_total"] = round(time.monotonic() - start, 1)
+    metrics["seconds_total"] = round(time.monotonic() - budget.start, 1)
+    metrics["budget_used"] = round(metrics["seconds_total"] / (60 * config["time_budget_min"]), 3)
     _write_metrics(out, metrics)
     write_atomic(out / "steps.png", lambda tmp: step_plot(metrics, tmp))
-    log.info(f"wrote {out / 'submission.csv'} ({len(submission):,} rows), metrics.json and steps.png")
+    log.info(f"wrote {out / 'submission.csv'} ({len(submission):,} rows), metrics.json and steps.png in "
+             f"{metrics['seconds_total'] / 60:.1f} min ({metrics['budget_used']:.0%} of the time budget)")
     if config.get("qa_report"):
         metrics["qa_report"] = _official_report(out / "report.html", training, submission, holdout, key, config["qa_embedding_rows"], log)
         _write_metrics(out, metrics)
@@ -154,21 +267,13 @@ def _write_metrics(out: Path, metrics: dict) -> None:
 
 def _official_report(path: Path, training, submission, holdout, key, embedding_rows, log) -> dict:
     """report.html from mostlyai-qa, after the submission; qa's own overall accuracy and DCR share for metrics.json."""
-    log.info(f"writing the official qa report ({path.name}; --set qa_report=False skips it) ...")
+    log.info(f"writing the official qa report ({path.name}; outside the time budget; --set qa_report=False skips it) ...")
     clock = time.monotonic()
     figures = {}
     write_atomic(path, lambda tmp: figures.update(qa_report(training, submission, holdout, key, tmp, embedding_rows)))
     figures["seconds"] = round(time.monotonic() - clock, 1)
     log.info(f"wrote {path}: qa's overall accuracy {figures['overall']}, DCR share {figures['dcr_share']} ({figures['seconds']:.0f} s)")
     return figures
-
-
-def _load(path, key, group_lengths, name) -> pd.DataFrame:
-    if not path:
-        raise DataError(f"no {name} table given (--{name} PATH)")
-    df = read_table(path)
-    check_training(df, key, group_lengths, name)
-    return df
 
 
 def _logger(path: Path) -> logging.Logger:
@@ -183,20 +288,14 @@ def _logger(path: Path) -> logging.Logger:
     return log
 
 
-def _check_run_dir(out: Path, training: pd.DataFrame, config: dict) -> None:
+def _check_run_dir(out: Path, training: pd.DataFrame, settings: GeneratorSettings) -> None:
     """A run directory caches models and pools for one training table and generator setting: refuse another."""
-    keys = ("model", "max_epochs", "train_minutes", "batch_size", "max_training_samples", "iterations", "pool_size", "temperature", "seed")
     fingerprint = {"training": hashlib.sha1(pd.util.hash_pandas_object(training, index=False).to_numpy().tobytes()).hexdigest(),
-                   **{k: config.get(k) for k in keys}}
+                   **asdict(settings)}
     path = out / "run.json"
     if path.exists() and json.loads(path.read_text()) != fingerprint:
         raise DataError(f"{out} holds the models and pool of other data or generator settings: choose another --out or delete it")
     write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(fingerprint, indent=2)))
-
-
-def _selection_settings(config: dict) -> SelectionSettings:
-    fields = SelectionSettings.__dataclass_fields__
-    return SelectionSettings(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in config.items() if k in fields})
 
 
 def _submission(pool, problem, units, training, key) -> pd.DataFrame:

@@ -274,3 +274,27 @@ def refine(
         progress.log(f"{stop}; {accepted:,} of {attempts:,} swaps kept, loss {objective():.6f}")
     return units
 
+
+def replace_units(problem: Problem, units: np.ndarray, drop: np.ndarray, candidates: np.ndarray, rounds: int = 8) -> np.ndarray:
+    """`units` without `drop`, and as many `candidates` (not already selected) in their place: those that cost the
+    objective least, chosen greedily in `rounds` batches, each re-scored against the selection as it stands."""
+    arrays = kernel_arrays(problem)
+    keep = np.setdiff1d(units, drop)
+    residual = residual_of(problem, keep)
+    free = np.setdiff1d(candidates, units).astype(np.int64)
+    if len(free) < len(units) - len(keep):
+        raise ValueError(f"{len(free)} candidates for {len(units) - len(keep)} places")
+    chosen = []
+    need = len(units) - len(keep)
+    for round_ in range(rounds):
+        if need == 0:
+            break
+        deltas = unit_deltas(free, 1.0, arrays, residual)
+        order = np.argsort(deltas, kind="stable")[: need if round_ == rounds - 1 else math.ceil(need / (rounds - round_))]
+        best = free[order]
+        apply_units(best, 1.0, arrays, residual)
+        chosen.append(best)
+        free = np.delete(free, order)
+        need -= len(best)
+    return np.sort(np.concatenate([keep, *chosen]))
+

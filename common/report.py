@@ -28,16 +28,27 @@ def summary_table(metrics: dict) -> str:
              f"{'submission':<12}" + "".join(f"{acc[a]:>12.4f}" for a in aspects)]
     if acc.get("overall_max") is not None:
         lines.append(f"{'holdout max':<12}" + "".join(f"{acc[a + '_max']:>12.4f}" for a in aspects))
-    privacy = metrics["privacy"]
-    lines.append(f"privacy (against the {privacy['reference']}): DCR share {privacy['dcr_share']:.3f} (limit {privacy['max_dcr_share']}), "
-                 f"NNDR ratio {privacy['nndr_ratio']:.3f}, identical to training {privacy['identical_training']} "
-                 f"(allowed {privacy['identical_allowed']}), to the reference {privacy['identical_reference']}")
+    lines.append(privacy_line(metrics["privacy"]))
     if "qa_report" in metrics:
         qa = metrics["qa_report"]
-        lines.append(f"qa report (report.html, {qa['seconds']:.0f} s): overall accuracy {qa['overall']}, DCR share {qa['dcr_share']} "
+        dcr = f"DCR share {qa['dcr_share']:.3f}" if qa["dcr_share"] is not None else f"no DCR share ({qa['note']})"
+        lines.append(f"qa report (report.html, {qa['seconds']:.0f} s, outside the time budget): overall accuracy {qa['overall']}, {dcr} "
                      f"(distances on {qa['embedding_rows'] or 'all'} rows)")
     lines.append("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in metrics["seconds"].items()) + f"; total {metrics['seconds_total']:.0f}")
     return "\n".join(lines)
+
+
+def privacy_line(privacy: dict) -> str:
+    """The privacy figures in one line; a figure that could not be computed says why."""
+    dcr = (f"DCR share {privacy['dcr_share']:.3f} (limit {privacy['max_dcr_share']}, {len(privacy['dcr_repairs'])} repairs)"
+           if privacy.get("dcr_share") is not None else f"no DCR share ({privacy.get('dcr_note')})")
+    nndr = (f"NNDR ratio {privacy['nndr_ratio']:.3f}" if privacy.get("nndr_ratio") is not None
+            else f"no NNDR ratio ({privacy.get('nndr_note', privacy.get('dcr_note'))})")
+    left_out = privacy.get("identifier_columns_left_out") or []
+    return (f"privacy (against the {privacy['reference']}): {dcr}, {nndr}, identical to training "
+            f"{privacy['identical_training']} (allowed {privacy['identical_allowed']}, {privacy['copies_swapped']} swapped), "
+            f"to the reference {privacy['identical_reference']}"
+            + (f"; identifier columns left out: {', '.join(left_out)}" if left_out else ""))
 
 
 def runs_table(runs: list[dict]) -> str:
@@ -45,7 +56,7 @@ def runs_table(runs: list[dict]) -> str:
     rows = [{
         "challenge": m["challenge"], "profile": m["profile"], "raw pool": m["accuracy_raw"]["overall"],
         "submission": m["accuracy"]["overall"], "holdout max": m["accuracy"].get("overall_max"),
-        "DCR share": m["privacy"]["dcr_share"], "minutes": f"{m['seconds_total'] / 60:.1f}", "submission file": m["submission"],
+        "DCR share": m["privacy"].get("dcr_share"), "minutes": f"{m['seconds_total'] / 60:.1f}", "submission file": m["submission"],
     } for m in runs]
     return pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.4f}")
 
@@ -95,8 +106,11 @@ def qa_report(training: pd.DataFrame, submission: pd.DataFrame, holdout: pd.Data
                                report_path=path, report_title="Submission report", max_sample_size_embeddings=embedding_rows,
                                update_progress=on_progress)
     if metrics is None:  # qa's early exit on too little data: the report says why
-        return {"overall": None, "dcr_share": None, "embedding_rows": embedding_rows}
-    return {"overall": metrics.accuracy.overall, "dcr_share": metrics.distances.dcr_share, "embedding_rows": embedding_rows}
+        return {"overall": None, "dcr_share": None, "embedding_rows": embedding_rows, "note": "qa found too little data"}
+    figures = {"overall": metrics.accuracy.overall, "dcr_share": metrics.distances.dcr_share, "embedding_rows": embedding_rows}
+    if figures["dcr_share"] is None:
+        figures["note"] = "qa computes no DCR share without a holdout"
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:

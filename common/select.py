@@ -17,15 +17,25 @@ from common.targets import Problem
 
 @dataclass(frozen=True)
 class SelectionSettings:
-    ipf_pairs: int = 500  # bivariate tables IPF matches (top mutual information), besides all univariates
-    ipf_passes: int = 3
-    oversize: float = 1.25  # the IPF sample is this many times the target, then trimmed
-    trim_batch_share: float = 0.5  # units removed per ranking round, as a share of those still to remove
-    coherence_share: float = 0.0  # share of the refinement time for coherence-only swaps first (sequential)
-    n_candidates: int = 16  # pool candidates scored per swap
-    screen_tables: tuple[str, ...] = ()  # table kinds that pre-rank candidates (e.g. ("univariate",)); () for none
-    ipf_time_share: float = 0.3  # at most this share of the time for IPF ...
-    trim_time_share: float = 0.25  # ... and this share for trimming
+    """The selection's knobs; their defaults live in the entry scripts' CONFIG blocks (see their comments)."""
+
+    ipf_pairs: int  # bivariate tables IPF matches (top mutual information), besides all univariates
+    ipf_passes: int
+    ipf_time_share: float  # at most this share of the time for IPF ...
+    oversize: float  # the IPF sample is this many times the target, then trimmed
+    trim_batch_share: float  # units removed per ranking round, as a share of those still to remove
+    trim_time_share: float  # ... and this share for trimming
+    n_candidates: int  # pool candidates scored per swap
+    screen_tables: tuple[str, ...]  # table kinds that pre-rank candidates (e.g. ("univariate",)); () for none
+    refine_chunk: int  # swap attempts per numba call
+    refine_temperature: float  # annealing temperature of the swaps (0: only improving swaps)
+    refine_patience: int  # chunks over which the acceptance rate decides convergence
+    refine_finalists: int  # screened candidates scored on all tables
+    coherence_share: float = 0.0  # share of the refinement time for coherence-only swaps first (sequential data only)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "SelectionSettings":
+        return cls(**{name: config[name] for name in cls.__dataclass_fields__ if name in config})
 
 
 def select_units(
@@ -54,6 +64,8 @@ def select_units(
         clock = time.monotonic()
         return units
 
+    swaps = dict(n_candidates=settings.n_candidates, chunk=settings.refine_chunk, temperature=settings.refine_temperature,
+                 patience=settings.refine_patience, n_finalists=settings.refine_finalists)
     done("random", np.sort(rng.choice(problem.n_units, problem.n_target, replace=False)))
     weights = ipf(problem, settings.ipf_pairs, settings.ipf_passes, until(settings.ipf_time_share))
     size = min(int(settings.oversize * problem.n_target), problem.n_units)
@@ -61,9 +73,7 @@ def select_units(
     units = done("trim", trim(problem, units, problem.n_target, until(settings.trim_time_share), settings.trim_batch_share))
     if settings.coherence_share and len(problem.coherence_kind):
         coherence_deadline = time.monotonic() + settings.coherence_share * max(deadline - time.monotonic(), 0.0)
-        units = done("coherence", refine(problem, units, rng, coherence_deadline, n_candidates=settings.n_candidates,
-                                         candidate_weights=weights, table_beta=np.zeros_like(problem.table_beta),
-                                         name="coherence"))
+        units = done("coherence", refine(problem, units, rng, coherence_deadline, candidate_weights=weights,
+                                         table_beta=np.zeros_like(problem.table_beta), name="coherence", **swaps))
     screen = np.flatnonzero(np.isin(problem.table_kind, settings.screen_tables)) if settings.screen_tables else None
-    return done("refine", refine(problem, units, rng, deadline, n_candidates=settings.n_candidates,
-                                 candidate_weights=weights, screen_tables=screen))
+    return done("refine", refine(problem, units, rng, deadline, candidate_weights=weights, screen_tables=screen, **swaps))

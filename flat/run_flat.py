@@ -19,13 +19,15 @@ from common.pipeline import exit_quietly, main  # noqa: E402
 CONFIG = dict(
     training="data/flat-training.csv",
     holdout=None,             # optional: final scores and privacy reference only
+    pool=None,                # optional: select from this table (the training data's columns) instead of training
     seed=0,
-    time_budget_min=90,       # the whole run; selection gets what training and sampling leave
+    time_budget_min=90,       # the whole run up to the written submission; training gets what the later steps leave
+    selection_minutes=5,      # kept for the selection (training is cut short to leave it)
     finish_minutes=2,         # kept at the end for the privacy check, scores and writing
     # generator (MOSTLY AI SDK, TabularARGN)
     model="MOSTLY_AI/Medium",
     max_epochs=100,
-    train_minutes=45,         # per iteration
+    train_minutes=45,         # per iteration, at most (less when the time budget needs it)
     batch_size=None,          # None: the SDK's choice
     max_training_samples=None,  # train on at most this many rows (None: all)
     iterations=1,             # generators trained with seeds seed, seed + 1, ...; their pools are pooled
@@ -36,13 +38,19 @@ CONFIG = dict(
     max_triples=500,          # trivariate tables in the objective (a seeded sample)
     ipf_pairs=500,
     ipf_passes=2,
-    oversize=1.25,
+    ipf_time_share=0.3,       # at most this share of the selection's time for IPF,
+    oversize=1.25,            # IPF's rounded sample is this many times the target, then trimmed
     trim_batch_share=0.5,
+    trim_time_share=0.25,     # and this share for trimming
     n_candidates=64,
     screen_tables=("univariate",),  # candidates are pre-ranked on these tables, the best scored on all
+    refine_chunk=2_000,       # swap attempts per kernel call
+    refine_temperature=0.0,   # annealing (0: keep only swaps that lower the loss)
+    refine_patience=10,       # converged when the last this-many chunks kept < 0.05 % of their swaps
+    refine_finalists=2,       # screened candidates scored on every table
     # privacy (common/privacy.py)
-    max_dcr_share=0.52,       # the run stops when the selection's DCR share is clearly above this
-    privacy_sample_rows=5_000,  # selected rows whose distances to training and reference rows are measured
+    max_dcr_share=0.52,       # qa's DCR share the submission must stay under (repaired by swaps when above)
+    privacy_sample_rows=10_000,  # rows of selection, training and reference whose distances are measured (as qa)
     # reporting (common/report.py)
     qa_report=True,           # the official mostlyai-qa HTML report, after the submission (demo data, 2 cores: 4 min)
     qa_embedding_rows=10_000,  # rows of its similarity and distance sections (None: all; the cost grows with the square)
@@ -55,7 +63,7 @@ PROFILES = {
     "cpu": dict(),
     # a quick end-to-end try (< 3 min): a small model, a few thousand rows
     "smoke": dict(qa_report=False, model="MOSTLY_AI/Small", max_epochs=1, train_minutes=0.3, max_training_samples=2_000, pool_size=6_000,
-                  target_size=1_000, time_budget_min=3, finish_minutes=0.5, max_triples=100, ipf_pairs=50),
+                  target_size=1_000, time_budget_min=3, finish_minutes=0.5, selection_minutes=0.3, max_triples=100, ipf_pairs=50),
 }
 
 if __name__ == "__main__":

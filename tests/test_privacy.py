@@ -1,4 +1,5 @@
-"""The privacy guard: copies of training units are swapped out; a selection that hugs the training rows stops the run."""
+"""The privacy guard: every training copy is found (with or without a holdout, under fresh identifiers) and
+swapped out; a selection that hugs the training rows is repaired, or stops the run when the pool cannot help."""
 
 import logging
 
@@ -8,22 +9,21 @@ import pytest
 from fixtures import flat_table, sequential_table
 
 from common.io import DataError
-from common.privacy import PrivacyGuard, nearest_distances, unit_hashes
+from common.privacy import PrivacyGuard, identifier_columns, unit_hashes
 from common.targets import build_problem
 
 LOG = logging.getLogger("test")
 
 
-def test_nearest_distances_mixes_numeric_and_categorical_parts():
-    ref_num, ref_cat = np.array([[0.0, 0.0], [1.0, 1.0]]), np.array([[0], [1]], dtype=np.int32)
-    d = nearest_distances(np.array([[0.1, 0.0], [1.0, 1.0], [0.0, 0.0]]), np.array([[0], [1], [1]], dtype=np.int32), ref_num, ref_cat)
-    assert np.allclose(d, [[0.1, 2.9], [0.0, 3.0], [1.0, 2.0]])  # nearest and second nearest
-
-
 def test_group_hashes_depend_on_row_order():
     df = pd.DataFrame({"g": [1, 1, 2, 2], "x": [1, 2, 2, 1]})
-    h = unit_hashes(df, ["x"], "g")
+    h = unit_hashes(df, "g")
     assert len(h) == 2 and h[0] != h[1]
+
+
+def test_identifier_columns_are_text_or_integers_unique_per_row():
+    df = flat_table(500, 0).assign(id=[f"u{i}" for i in range(500)], number=np.arange(500), measure=np.linspace(0, 1, 500) ** 2)
+    assert identifier_columns(df, None) == ["id", "number"]  # the continuous measure describes rows
 
 
 def test_copies_of_training_rows_are_swapped_for_pool_rows():
@@ -31,19 +31,67 @@ def test_copies_of_training_rows_are_swapped_for_pool_rows():
     pool = pd.concat([training.iloc[:100], flat_table(900, 3)], ignore_index=True)  # 100 exact copies first
     problem = build_problem(training, pool, n_target=200)
     guard = PrivacyGuard(training, holdout, None, max_dcr_share=1.0, seed=0)
-    units = guard.enforce(problem, pool, np.arange(200), np.random.default_rng(0), LOG)
+    units = guard.enforce(problem, pool, np.arange(200), LOG)
     assert len(units) == 200 and len(np.unique(units)) == 200
     assert (units < 100).sum() == guard.report["identical_allowed"] == 0
-    assert guard.report["identical_training"] == 0 and guard.report["identical_reference"] == 0
-    assert 0 < guard.report["nndr_ratio"] < 10
+    assert guard.report["identical_training"] == 0 and guard.report["copies_swapped"] == 100
+    assert guard.report["reference"] == "holdout"
 
 
-def test_a_selection_closer_to_training_than_the_holdout_stops_the_run():
+def test_without_a_holdout_copies_of_every_training_row_are_found():
+    training = flat_table(400, 1)
+    pool = pd.concat([training, flat_table(2_000, 3)], ignore_index=True)  # all training rows, then fresh ones
+    problem = build_problem(training, pool, n_target=400)
+    guard = PrivacyGuard(training, None, None, max_dcr_share=1.0, seed=0)
+    units = guard.enforce(problem, pool, np.arange(400), LOG)  # a selection of nothing but copies
+    assert (units < 400).sum() <= guard.report["identical_allowed"] <= 4
+    assert guard.report["reference"].startswith("training half")
+
+
+def test_copies_under_fresh_identifiers_are_copies():
+    training = flat_table(400, 1).assign(id=[f"t{i}" for i in range(400)])
+    fresh = flat_table(2_000, 3).assign(id=[f"p{i}" for i in range(2_000)])
+    copies = training.assign(id=[f"copy{i}" for i in range(400)])
+    pool = pd.concat([copies, fresh], ignore_index=True)
+    problem = build_problem(training, pool, n_target=400)
+    guard = PrivacyGuard(training, None, None, max_dcr_share=1.0, seed=0)
+    units = guard.enforce(problem, pool, np.arange(400), LOG)
+    assert guard.report["identifier_columns_left_out"] == ["id"]
+    assert (units < 400).sum() <= 4
+
+
+def near_copies(df: pd.DataFrame, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return df.assign(amount=df["amount"] * (1 + rng.normal(scale=0.001, size=len(df))))
+
+
+def test_a_selection_that_hugs_training_is_repaired_from_the_pool():
+    training, holdout = flat_table(600, 1), flat_table(600, 2)
+    pool = pd.concat([near_copies(training, 5), flat_table(3_000, 3)], ignore_index=True)
+    problem = build_problem(training, pool, n_target=600)
+    guard = PrivacyGuard(training, holdout, None, max_dcr_share=0.52, seed=0)
+    selection = np.concatenate([np.arange(300), 600 + np.arange(300)])  # half near copies: DCR share about 0.75
+    units = guard.enforce(problem, pool, selection, LOG)
+    report = guard.report
+    assert report["dcr_repairs"] and report["dcr_repairs"][0]["dcr_share"] > 0.6
+    assert report["dcr_share"] + report["dcr_noise"] <= 0.52
+    assert len(units) == 600 and (units < 600).sum() < 150
+
+
+def test_a_pool_of_near_copies_stops_the_run():
     training, holdout = sequential_table(150, 1, key_prefix="t"), sequential_table(150, 2, key_prefix="h")
-    noisy = training.assign(value=training["value"] + 0.01, key="p" + training["key"])  # near copies of training
-    pool = pd.concat([noisy, sequential_table(150, 3, key_prefix="q")], ignore_index=True)
-    problem = build_problem(training, pool, "key")
+    noisy = pd.concat([training.assign(value=training["value"] + shift, key=f"p{shift}" + training["key"])
+                       for shift in (0.001, 0.002)], ignore_index=True)  # near copies of training only
+    problem = build_problem(training, noisy, "key", n_target=150)
     guard = PrivacyGuard(training, holdout, "key", max_dcr_share=0.52, seed=0)
     with pytest.raises(DataError, match="DCR share"):
-        guard.enforce(problem, pool, np.arange(problem.n_target), np.random.default_rng(0), LOG)  # the near copies
-    assert guard.report["dcr_share"] > 0.9
+        guard.enforce(problem, noisy, np.arange(problem.n_target), LOG)
+    assert guard.report["dcr_share"] > 0.7
+
+
+def test_figures_that_cannot_be_computed_say_why():
+    training, holdout = flat_table(60, 1), flat_table(30, 2)
+    problem = build_problem(training, flat_table(200, 3), n_target=60)
+    guard = PrivacyGuard(training, holdout, None, max_dcr_share=0.52, seed=0)
+    guard.enforce(problem, flat_table(200, 3), np.arange(60), LOG)
+    assert "dcr_share" not in guard.report and "too few rows" in guard.report["dcr_note"]
