@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -214,7 +215,7 @@ def generate_pool(
         if minutes < settings.train_minutes:
             log.info(f"model: the time budget leaves {minutes:.1f} of the {settings.train_minutes:g} min of training")
         generator = _trained_generator(mostly, training, context_key, indicators, settings.model_settings(minutes),
-                                       settings.seed + i, run_dir / f"generator-{i}.json", run_dir, log)
+                                       settings.seed + i, run_dir / f"generator-{i}.json", log)
         start = time.monotonic()
         log.info(f"pool {i + 1}/{n_models}: sampling {sizes[i]:,} {'groups' if context_key else 'rows'} ...")
         sampling = {"sampling_temperature": settings.temperature, "enable_data_report": False}
@@ -222,9 +223,10 @@ def generate_pool(
                    {"name": "data", "configuration": sampling}] if context_key else
                   [{"name": "data", "configuration": {"sample_size": sizes[i]} | sampling}])
         sd_config = {"random_state": settings.seed + 1000 + i, "tables": tables}
-        with _job_output_to(run_dir / "sdk-jobs.log"):
+        output = pool_file.with_suffix(".log")  # what the sampling process prints
+        with _job_output_to(output):
             synthetic = mostly.generate(generator, config=sd_config, start=True, wait=False, progress_bar=False)
-        _wait(synthetic.generation.progress, synthetic.id, f"pool {i + 1}/{n_models}", run_dir / "sdk" / "synthetic-datasets" / synthetic.id, log)
+        _wait(synthetic.generation.progress, synthetic.id, f"pool {i + 1}/{n_models}", output, log)
         data = synthetic.data()
         pool = apply_missing_indicators(data["data"] if isinstance(data, dict) else data, indicators)
         if context_key is not None:
@@ -239,7 +241,7 @@ def generate_pool(
     return pool if context_key is None else keep_training_lengths(pool, training, context_key, log)
 
 
-def _trained_generator(mostly, training, context_key, indicators, settings: ModelSettings, seed, id_file: Path, run_dir: Path, log):
+def _trained_generator(mostly, training, context_key, indicators, settings: ModelSettings, seed, id_file: Path, log):
     """The generator recorded in `id_file` if the SDK still has it, else a newly trained one."""
     if id_file.exists():
         try:
@@ -254,9 +256,10 @@ def _trained_generator(mostly, training, context_key, indicators, settings: Mode
              f"{settings.max_epochs:g} epochs) ...")
     data = add_missing_indicators(training, indicators)
     config = {"name": id_file.stem, "random_state": seed, "tables": _training_tables(data, context_key, settings)}
-    with _job_output_to(run_dir / "sdk-jobs.log"):
+    output = id_file.with_suffix(".log")  # what the training process prints
+    with _job_output_to(output):
         generator = mostly.train(config=config, start=True, wait=False, progress_bar=False)
-    _wait(generator.training.progress, generator.id, "model", run_dir / "sdk" / "generators" / generator.id, log)
+    _wait(generator.training.progress, generator.id, "model", output, log)
     generator.reload()
     write_atomic(id_file, lambda path: Path(path).write_text(json.dumps({"generator_id": generator.id, "seed": seed})))
     log.info(f"model: trained in {time.monotonic() - start:.0f} s")
@@ -270,7 +273,7 @@ def _job_output_to(path: Path):
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
-    with open(path, "ab") as target:
+    with open(path, "wb") as target:
         os.dup2(target.fileno(), 1)
         os.dup2(target.fileno(), 2)
         try:
@@ -282,15 +285,16 @@ def _job_output_to(path: Path):
                 os.close(fd)
 
 
-def _wait(progress, job_id: str, what: str, job_dir: Path, log: logging.Logger, interval: float = 60.0) -> None:
+def _wait(progress, job_id: str, what: str, output: Path, log: logging.Logger, interval: float = 60.0, grace: float = 20.0) -> None:
     """Poll an SDK job (`progress()` returns its JobProgress) until it ends, logging the running steps every
     `interval` seconds (for training: epoch and validation loss). A failed job, or one whose process is gone, is a
-    one-line `DataError` with the SDK's own reason (from the job's log in `job_dir`). The local SDK runs the job in
-    a process of its own: an interruption (Ctrl-C, an error here) stops that process too."""
+    one-line `DataError` with the SDK's own reason (from what its process printed, in `output`); a process is taken
+    for gone when it has not been seen for `grace` seconds. The local SDK runs the job in a process of its own: an
+    interruption (Ctrl-C, an error here) stops that process too."""
     stop = []  # set by Ctrl-C or SIGTERM; checked between polls, as the SDK's client may swallow the interrupt
     handlers = {sig: signal.signal(sig, lambda signum, frame: stop.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        _poll(progress, job_id, what, job_dir, log, interval, stop)
+        _poll(progress, job_id, what, output, log, interval, grace, stop)
     except BaseException:
         _stop_job_processes(job_id)
         raise
@@ -318,21 +322,16 @@ def _stop_job_processes(job_id: str) -> None:
             process.kill()
 
 
-def job_failure_reason(job_dir: Path) -> str:
-    """The SDK's own reason for a failed job: the exception message its job log ends with, on one line."""
-    log_file = job_dir / "job.log"
-    lines = log_file.read_text(errors="replace").splitlines() if log_file.exists() else []
-    for line in reversed(lines):
-        if "Exception message:" in line:
-            return line.split("Exception message:", 1)[1].strip()
-    errors = [line for line in lines if "ERROR" in line and line.split("ERROR", 1)[1].strip(" :")]
-    if errors:  # a traceback's last line names the exception
-        tail = [line for line in lines[lines.index(errors[0]):] if line.strip()]
-        return tail[-1].split("ERROR", 1)[-1].strip(" :") if tail else errors[-1]
-    return f"no reason recorded (see {log_file})"
+def job_failure_reason(output: Path) -> str:
+    """The SDK's own reason for a failed job, on one line: the exception its process printed last (in `output`)."""
+    lines = [line.strip() for line in output.read_text(errors="replace").splitlines() if line.strip()] if output.exists() else []
+    exceptions = [line for line in lines if re.match(r"^[\w.]*(Error|Exception|Exit|Interrupt)\b.*", line)]
+    if exceptions:
+        return exceptions[-1]
+    return lines[-1] if lines else f"no reason recorded (the job's output is {output})"
 
 
-def _poll(progress, job_id: str, what: str, job_dir: Path, log: logging.Logger, interval: float, stop: list) -> None:
+def _poll(progress, job_id: str, what: str, output: Path, log: logging.Logger, interval: float, grace: float, stop: list) -> None:
     last = started = time.monotonic()
     missing_since = None  # when the job's process was last found missing
     while True:
@@ -341,16 +340,14 @@ def _poll(progress, job_id: str, what: str, job_dir: Path, log: logging.Logger, 
         job = progress()
         if job.status in ("DONE", "FAILED", "CANCELED"):
             if job.status != "DONE":
-                reason = " ".join(job_failure_reason(job_dir).split())
-                raise DataError(f"{what}: the SDK job ended {job.status.lower()}: {reason[:500]}")
+                raise DataError(f"{what}: the SDK job ended {job.status.lower()}: {job_failure_reason(output)[:500]}")
             return
         if _job_processes(job_id):
             missing_since = None
-        elif time.monotonic() - started > 20:
+        elif time.monotonic() - started > grace:
             missing_since = missing_since or time.monotonic()
-            if time.monotonic() - missing_since > 20:
-                reason = " ".join(job_failure_reason(job_dir).split())
-                raise DataError(f"{what}: the SDK job's process ended without a result: {reason[:500]}")
+            if time.monotonic() - missing_since > grace:
+                raise DataError(f"{what}: the SDK job's process ended without a result: {job_failure_reason(output)[:500]}")
         if time.monotonic() - last >= interval:
             last = time.monotonic()
             for step in job.steps or []:
@@ -360,4 +357,4 @@ def _poll(progress, job_id: str, what: str, job_dir: Path, log: logging.Logger, 
                                       if k in ("epoch", "trn_loss", "val_loss", "total_time"))
                     log.info(f"{what}: {step.step_code.value.lower()} {step.progress.value}/{step.progress.max}"
                              + (f" ({shown})" if shown else ""))
-        time.sleep(2)
+        time.sleep(min(2.0, grace / 4))

@@ -1,10 +1,22 @@
-"""Generation helpers around the SDK: missing indicators, grouped pools, training dtypes."""
+"""Generation helpers around the SDK: missing indicators, grouped pools, training dtypes, encodings, failed jobs."""
+
+import logging
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from common.generate import ModelSettings, add_missing_indicators, apply_missing_indicators, missing_indicator_columns, sort_groups
-from common.io import conform_to_training
+from common.generate import (
+    ModelSettings,
+    _wait,
+    add_missing_indicators,
+    apply_missing_indicators,
+    encoding_types,
+    missing_indicator_columns,
+    sort_groups,
+)
+from common.io import DataError, conform_to_training
 
 
 def test_missing_indicators_round_trip():
@@ -42,3 +54,25 @@ def test_model_settings_map_to_the_sdk_configuration():
     config = ModelSettings("MOSTLY_AI/Small", max_epochs=2, max_training_minutes=0.5).sdk_config()
     assert config["max_training_time"] == 0.5 and config["max_epochs"] == 2 and "batch_size" not in config
     assert config["value_protection"] is False and config["enable_model_report"] is False
+
+
+def test_encodings_follow_the_training_types_not_the_sdk_guess():
+    df = pd.DataFrame({"g": [1, 1], "month": ["may", "jun"], "n": [1.0, 2.0], "b": [True, False],
+                       "t": pd.to_datetime(["2024-01-01", "2024-02-01"])})
+    assert encoding_types(df, "g") == {"g": "AUTO", "month": "TABULAR_CATEGORICAL", "n": "TABULAR_NUMERIC_AUTO",
+                                       "b": "TABULAR_CATEGORICAL", "t": "TABULAR_DATETIME"}
+
+
+def test_a_failed_job_is_one_line_with_the_sdk_reason(tmp_path):
+    output = tmp_path / "generator-0.log"
+    output.write_text("Traceback (most recent call last):\n  File \"x.py\", line 1\n"
+                      "pandas._libs.tslibs.np_datetime.OutOfBoundsDatetime: Out of bounds nanosecond timestamp: 1-06-01\n")
+    failed = SimpleNamespace(status="FAILED", steps=[])
+    with pytest.raises(DataError, match=r"model: the SDK job ended failed: .*OutOfBoundsDatetime: Out of bounds"):
+        _wait(lambda: failed, "no-such-job", "model", output, logging.getLogger("test"))
+
+
+def test_a_job_whose_process_is_gone_is_noticed(tmp_path):
+    running = SimpleNamespace(status="IN_PROGRESS", steps=[])
+    with pytest.raises(DataError, match="process ended without a result"):
+        _wait(lambda: running, "no-such-job-7f3a", "pool 1/1", tmp_path / "pool-0.log", logging.getLogger("test"), grace=0.2)
