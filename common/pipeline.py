@@ -226,6 +226,13 @@ def run(challenge: str, config: dict) -> dict:
                     "training and sampling took longer than estimated; the submission may be weak")
 
     clock = time.monotonic()
+    guard = PrivacyGuard(training, holdout, key, config["max_dcr_share"], config["seed"], config["privacy_sample_rows"])
+    pool = guard.drop_copies(pool, log)
+    if (pool[key].nunique() if key else len(pool)) < n_target:
+        raise DataError(f"privacy: the pool has fewer {unit} than the target ({n_target:,}) once training copies are left out: "
+                        "raise pool_size")
+    seconds["copies"] = time.monotonic() - clock
+    clock = time.monotonic()
     problem = build_problem(training, pool, key, n_target, config["max_triples"], config["seed"])
     seconds["build"] = time.monotonic() - clock
     steps, raw_units = [], []  # raw_units: the "random" step's selection, what the raw pool scores
@@ -241,7 +248,6 @@ def run(challenge: str, config: dict) -> dict:
     rng = np.random.default_rng(config["seed"])
     units = select_units(problem, SelectionSettings.from_config(config), budget.selection, rng, on_step)
     clock = time.monotonic()
-    guard = PrivacyGuard(training, holdout, key, config["max_dcr_share"], config["seed"], config["privacy_sample_rows"])
     units = guard.enforce(problem, pool, units, log)
     on_step("privacy", units, time.monotonic() - clock)
 

@@ -199,6 +199,24 @@ class PrivacyGuard:
         closeness = self.space.measure(rows)["closeness"][:, groups].mean(axis=1)
         return units, np.bincount(owner, closeness, len(units)) / np.bincount(owner, minlength=len(units))
 
+    def drop_copies(self, pool: pd.DataFrame, log: logging.Logger) -> pd.DataFrame:
+        """The pool without most of its units that copy a training unit, before the selection sees it: it keeps a
+        random few, as many as the reference's own rate of copies allows, so that common rows stay as common as in
+        data the model never saw."""
+        hashes = unit_hashes(pool, self.key, self.columns)
+        copies = np.flatnonzero(np.isin(hashes, self.training_hashes))
+        kept = self.rng.choice(copies, min(len(copies), int(self.reference_rate * len(hashes))), replace=False)
+        dropped = np.setdiff1d(copies, kept)
+        self.report["pool_copies_dropped"] = int(len(dropped))
+        if not len(dropped):
+            return pool
+        log.info(f"privacy: {len(dropped):,} of the pool's {len(hashes):,} {'groups' if self.key else 'rows'} copy a training "
+                 f"unit; left out of the selection (kept {len(kept):,}, the reference's rate)")
+        if self.key is None:
+            return pool.drop(index=pool.index[dropped]).reset_index(drop=True)
+        codes, _ = pd.factorize(pool[self.key])
+        return pool.loc[~np.isin(codes, dropped)].reset_index(drop=True)
+
     def enforce(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray, log: logging.Logger) -> np.ndarray:
         """`units` without training copies beyond the reference's rate and with a DCR share within the limit (both
         repaired by swaps where needed); raises `DataError` when the pool cannot provide a private selection."""
