@@ -71,11 +71,12 @@ class GeneratorSettings:
         return ModelSettings(self.model, self.max_epochs, minutes, self.batch_size, self.max_training_samples)
 
 
-# Time estimates for a run's budget, before anything was measured (2 CPU cores; a GPU is faster): the seconds an
-# SDK job needs besides its work (a process, imports, analysis, encoding) and how many cells (rows x columns) the
-# generator samples per second. Measured sampling replaces the rate once the first pool part exists.
-JOB_OVERHEAD_SECONDS = 30.0
-SAMPLED_CELLS_PER_SECOND = 50_000.0
+# Time estimates for a run's budget, before anything was measured: the seconds an SDK job needs besides its work
+# (a process, imports, analysis, encoding: about 10 s on 2 CPU cores) and how many cells (rows x columns) the
+# generator samples per second (65,000-90,000 measured on 2 CPU cores; a GPU is faster). Measured sampling replaces
+# the rate once the first pool part exists.
+JOB_OVERHEAD_SECONDS = 15.0
+SAMPLED_CELLS_PER_SECOND = 60_000.0
 MIN_TRAINING_SECONDS = 10.0
 
 
@@ -164,6 +165,15 @@ def pool_sizes(settings: GeneratorSettings) -> list[int]:
     """Rows (flat) or groups (sequential) sampled from each model: `pool_size` in equal parts."""
     n = settings.iterations
     return [settings.pool_size // n + (i < settings.pool_size % n) for i in range(n)]
+
+
+def pool_size_within(training: pd.DataFrame, context_key: str | None, settings: GeneratorSettings, seconds: float,
+                     share: float = 0.4) -> int:
+    """The largest pool, up to `settings.pool_size`, whose sampling fits `share` of `seconds` (the time for training
+    and sampling together)."""
+    budget = share * seconds - settings.iterations * JOB_OVERHEAD_SECONDS
+    per_unit = sampled_cells(training, context_key, 1) / SAMPLED_CELLS_PER_SECOND
+    return min(settings.pool_size, max(int(budget / per_unit), 0))
 
 
 def training_seconds(training: pd.DataFrame, context_key: str | None, sizes: list[int], seconds_left: float,

@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ from common.generate import (
     device_name,
     generate_pool,
     keep_training_lengths,
+    pool_size_within,
     pool_sizes,
     sort_groups,
     training_seconds,
@@ -179,13 +180,28 @@ class Budget:
     selection: float
     end: float
     selection_seconds: float  # kept for the selection
+    minutes: float  # the whole budget
 
     @classmethod
     def of(cls, config: dict, start: float) -> "Budget":
         total = 60 * config["time_budget_min"]
         finish = min(60 * config["finish_minutes"], 0.15 * total)
         selection = min(60 * config["selection_minutes"], 0.25 * total)
-        return cls(start, start + total - finish - selection, start + total - finish, start + total, selection)
+        return cls(start, start + total - finish - selection, start + total - finish, start + total, selection,
+                   config["time_budget_min"])
+
+
+def _fit_pool_to_budget(settings: GeneratorSettings, training: pd.DataFrame, key: str | None, n_target: int,
+                        budget: Budget) -> GeneratorSettings:
+    """The generator settings with a pool small enough to sample within the budget (at least twice the target);
+    raises `DataError` when the budget cannot hold training, sampling and the selection."""
+    seconds = budget.generation - time.monotonic()
+    pool_size = max(pool_size_within(training, key, settings, seconds), min(2 * n_target, settings.pool_size))
+    settings = replace(settings, pool_size=pool_size)
+    if training_seconds(training, key, pool_sizes(settings), seconds) < MIN_TRAINING_SECONDS:
+        raise DataError(f"--time-budget {budget.minutes:g}: too short to train, sample {pool_size:,} "
+                        f"{'groups' if key else 'rows'} and select; raise it, or lower pool_size")
+    return settings
 
 
 def run(challenge: str, config: dict) -> dict:
@@ -198,14 +214,14 @@ def run(challenge: str, config: dict) -> dict:
     training, holdout, n_target = inputs.training, inputs.holdout, inputs.n_target
     generator = GeneratorSettings.from_config(config)
     if inputs.pool is None:
-        seconds = training_seconds(training, key, pool_sizes(generator), budget.generation - time.monotonic())
-        if seconds < MIN_TRAINING_SECONDS:
-            raise DataError(f"--time-budget {config['time_budget_min']:g}: too short to train, sample "
-                            f"{generator.pool_size:,} {'groups' if key else 'rows'} and select; raise it, or lower pool_size")
+        generator = _fit_pool_to_budget(generator, training, key, n_target, budget)
     _prepare_run_dir(out)
     log = _logger(out / "run.log")
     log.info(f"{challenge}: {len(training):,} training rows x {training.shape[1]} columns; profile {config['profile']}, "
              f"seed {config['seed']}, device {device_name()}, budget {config['time_budget_min']:g} min -> {out}")
+    if generator.pool_size < config["pool_size"]:
+        log.info(f"pool: {generator.pool_size:,} {'groups' if key else 'rows'} instead of {config['pool_size']:,}, so that "
+                 f"sampling fits the time budget")
 
     seconds = {}
     clock = time.monotonic()

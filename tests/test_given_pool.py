@@ -46,6 +46,6 @@ def test_a_pool_nearer_training_than_the_holdout_is_repaired(tmp_path):
                                            "--set", "group_lengths=None")
     privacy = metrics["privacy"]
     assert privacy["dcr_repairs"] and privacy["dcr_repairs"][0]["dcr_share"] > 0.52
-    assert privacy["dcr_share"] + privacy["dcr_noise"] <= 0.52
+    assert privacy["dcr_share"] + privacy["dcr_allowance"] <= 0.52
     assert submission["key"].nunique() == 300
     assert np.isfinite(metrics["accuracy"]["overall"])
