@@ -15,15 +15,15 @@ def run_with_pool(challenge: str, tmp_path, training: pd.DataFrame, pool: pd.Dat
                   *options: str) -> tuple[subprocess.CompletedProcess, dict, pd.DataFrame]:
     paths = {}
     for name, table in (("training", training), ("pool", pool), ("holdout", holdout)):
-        if table is not None:
-            paths[name] = tmp_path / f"{name}.csv"
-            table.to_csv(paths[name], index=False)
+        if table is not None:  # parquet keeps the datetimes (as text, a column of unique timestamps would dominate qa's
+            paths[name] = tmp_path / f"{name}.parquet"  # distances: every unseen value is one and the same "rare" point)
+            table.to_parquet(paths[name])
     args = [f"--{name}={path}" for name, path in paths.items()]
     out = tmp_path / "run"
     result = subprocess.run([sys.executable, str(ROOT / challenge / f"run_{challenge}.py"), "--profile", "smoke", *args,
                              "--out", str(out), "--set", "target_size=None", *options], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    return result, json.loads((out / "metrics.json").read_text()), pd.read_csv(out / "submission.csv")
+    return result, json.loads((out / "metrics.json").read_text()), pd.read_csv(out / "submission.csv", low_memory=False)
 
 
 def test_copies_under_fresh_ids_stay_out_without_a_holdout(tmp_path):
@@ -46,6 +46,6 @@ def test_a_pool_nearer_training_than_the_holdout_is_repaired(tmp_path):
                                            "--set", "group_lengths=None")
     privacy = metrics["privacy"]
     assert privacy["dcr_repairs"] and privacy["dcr_repairs"][0]["dcr_share"] > 0.52
-    assert privacy["dcr_share"] + privacy["dcr_allowance"] <= 0.52
+    assert privacy["dcr_share"] <= privacy["dcr_passes_at"] <= 0.52
     assert submission["key"].nunique() == 300
     assert np.isfinite(metrics["accuracy"]["overall"])
