@@ -57,7 +57,7 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
         sep = next(sep for sep in ";\t|" if sep in str(df.columns[0]))
         raise DataError(f"{path}: one column named {str(df.columns[0])[:60]!r}: the file looks {sep!r}-separated; "
                         "save it with commas as separators")
-    for col in df.columns[df.dtypes == object]:
+    for col in df.columns[[pd.api.types.is_object_dtype(t) for t in df.dtypes]]:
         nested = df[col].map(lambda v: isinstance(v, (list, tuple, dict, set, np.ndarray)))
         if nested.any():
             raise DataError(f"{path}: column '{col}' holds nested values ({type(df[col][nested].iloc[0]).__name__}); "

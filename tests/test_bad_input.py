@@ -48,7 +48,8 @@ CASES = {
     "infinite value": ("flat", lambda d: written(d / "t.csv", GOOD.assign(amount=GOOD["amount"].replace(GOOD["amount"][3], np.inf))),
                        "column 'amount' holds an infinite value"),
     "reserved column name": ("flat", lambda d: written(d / "t.csv", GOOD.assign(amount__is_missing="no")), "ends with '__is_missing'"),
-    "repeated column names": ("flat", lambda d: written(d / "t.csv", GOOD.rename(columns={"count": "amount"})), "repeated column names 'amount'"),
+    "repeated column names": ("flat", lambda d: written(d / "t.csv", GOOD.rename(columns={"count": "amount"})),
+                              "repeated column names 'amount'"),
     "all empty": ("flat", lambda d: written(d / "t.csv", pd.DataFrame({"a": [None] * 100, "b": [None] * 100})), "no values"),
     "semicolons": ("flat", lambda d: (GOOD.to_csv(d / "t.csv", sep=";", index=False), d / "t.csv")[1], "looks ';'-separated"),
 }
@@ -122,8 +123,10 @@ def test_set_values_take_the_type_of_their_knob():
 
 
 def test_every_knob_of_the_entry_scripts_has_a_rule():
-    from flat.run_flat import CONFIG as FLAT, PROFILES as FLAT_PROFILES
-    from sequential.run_sequential import CONFIG as SEQUENTIAL, PROFILES as SEQUENTIAL_PROFILES
+    from flat.run_flat import CONFIG as FLAT
+    from flat.run_flat import PROFILES as FLAT_PROFILES
+    from sequential.run_sequential import CONFIG as SEQUENTIAL
+    from sequential.run_sequential import PROFILES as SEQUENTIAL_PROFILES
 
     for defaults, profiles in ((FLAT, FLAT_PROFILES), (SEQUENTIAL, SEQUENTIAL_PROFILES)):
         for profile in profiles.values():
