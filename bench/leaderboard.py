@@ -4,8 +4,9 @@
         [--data ../shared/data/prize-sequential]
 
 Scores the submission against the real training and holdout data for each seed and prints the median next to
-the finalists' official medians (six runs each, `stage2-results.csv`): overall, univariate, bivariate,
-trivariate, coherence, DCR share, runtime, machine. Accuracy comes from `common.metric` in replicate mode, which
+the finalists' official medians (six runs each, `stage2-results.csv`) and the training data itself scored as
+synthetic (the copy, the metric's ceiling): overall, univariate, bivariate, trivariate, coherence, the share of the
+gap between the holdout and the copy closed, DCR share, runtime, machine. Accuracy comes from `common.metric` in replicate mode, which
 equals `qa.report` to all 7 printed decimals on the finalists (bench/calibrate_finalists.py). With `--qa` the
 official `qa.report` runs too (its DCR share needs qa's embeddings: about 15 min a seed on 2 cores) and writes
 `leaderboard-report-seed<k>.html` beside the submission. Without `--qa` the DCR share is the one our privacy guard
@@ -27,7 +28,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.io import align_to_training, exit_on_data_error, read_table  # noqa: E402
-from common.metric import evaluate  # noqa: E402
+from common.metric import evaluate, gap_closed  # noqa: E402
 from common.report import qa_report  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "prize-sequential"
@@ -49,20 +50,26 @@ def finalists(data: Path) -> pd.DataFrame:
     return pd.DataFrame(rows + [holdout])
 
 
-def score(submission_path: Path, data: Path, seeds: list[int], with_qa: bool) -> dict:
+def score(submission_path: Path, data: Path, seeds: list[int], with_qa: bool) -> tuple[dict, dict]:
+    """Medians over `seeds` for the submission and for the training data itself scored as synthetic (the copy)."""
     training = read_table(data / "sequential-training.csv.gz")
     holdout = align_to_training(training, read_table(data / "sequential-holdout.csv.gz"), "holdout")
     submission = align_to_training(training, read_table(submission_path), "submission")
-    per_seed = []
+    per_seed, copies = [], []
     for seed in seeds:
         scores = evaluate(training, submission, holdout, "group_id", "replicate", seed).as_dict(with_max=False)
+        copies.append(evaluate(training, training, holdout, "group_id", "replicate", seed).as_dict(with_max=False))
         if with_qa:
             report = submission_path.parent / f"leaderboard-report-seed{seed}.html"
             scores["dcr_share"] = qa_report(training, submission, holdout, "group_id", report, seed=seed)["dcr_share"]
         per_seed.append(scores)
         print(f"# seed {seed}: {scores}", file=sys.stderr)
-    return {a: float(np.median([s[a] for s in per_seed if s.get(a) is not None])) if any(s.get(a) is not None for s in per_seed) else None
-            for a in COLUMNS[:6]}
+
+    def median(runs: list[dict]) -> dict:
+        return {a: float(np.median([r[a] for r in runs if r.get(a) is not None])) if any(r.get(a) is not None for r in runs)
+                else None for a in COLUMNS[:6]}
+
+    return median(per_seed), median(copies)
 
 
 def main() -> int:
@@ -78,19 +85,23 @@ def main() -> int:
         print(f"skipped: no prize data at {args.data}")
         return 0
     with exit_on_data_error():
-        ours = score(args.submission, args.data, args.seeds, args.qa)
+        ours, copy = score(args.submission, args.data, args.seeds, args.qa)
     metrics_path = args.metrics_json or args.submission.parent / "metrics.json"
     run = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     if ours["dcr_share"] is None and run:
         ours["dcr_share"] = run["privacy"]["dcr_share"]
     ours |= {"entry": "ours", "runtime_s": run.get("seconds_total"), "profile": run.get("profile", ""),
              "machine": f"{platform.machine()} {run.get('device', '')} ({len(os.sched_getaffinity(0))} cores)"}
-    table = pd.concat([finalists(args.data), pd.DataFrame([ours])], ignore_index=True).sort_values("overall", ascending=False)
+    copy |= {"entry": "copy of training (ceiling)", "dcr_share": None}
+    table = pd.concat([finalists(args.data), pd.DataFrame([ours, copy])], ignore_index=True).sort_values("overall", ascending=False)
+    holdout_max = float(table.loc[table.entry == "holdout (max)", "overall"].iloc[0])
+    table["gap_closed"] = [gap_closed(v, holdout_max, copy["overall"]) for v in table["overall"]]
     if args.json:
         for row in table.to_dict(orient="records"):
             print(json.dumps({k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}))
     else:
-        print(table[["entry", *COLUMNS]].to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep=""))
+        shown = table[["entry", *COLUMNS[:5], "gap_closed", *COLUMNS[5:]]]
+        print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep=""))
     return 0
 
 

@@ -253,6 +253,12 @@ def _rounding(mode: Mode) -> int | None:
     return 5 if mode == "replicate" else None
 
 
+def gap_closed(accuracy: float, holdout_max: float, copy: float) -> float | None:
+    """The share of the way from the holdout's score ("max") to the training data's own score (the copy, the
+    metric's ceiling) that `accuracy` covers: 0 at the holdout, 1 at the copy, negative below the holdout."""
+    return round((accuracy - holdout_max) / (copy - holdout_max), 4) if copy > holdout_max else None
+
+
 def aggregate(detail: pd.DataFrame) -> Scores:
     """qa's aspects from per-table accuracies (`detail`: kind, accuracy, accuracy_max): means per kind, the
     kinds' means per aspect (`ASPECT_OF_KIND`), overall = mean of the aspects present."""

@@ -45,7 +45,7 @@ from common.io import (
     read_table,
     write_atomic,
 )
-from common.metric import evaluate
+from common.metric import evaluate, gap_closed
 from common.privacy import PrivacyGuard, unit_hashes
 from common.report import qa_report, step_plot, summary_table
 from common.select import SelectionSettings, select_units
@@ -333,12 +333,17 @@ def _metrics(challenge, config, training, holdout, pool, problem, random_units, 
     """Accuracy of the raw pool (a random subset) and of the submission with the official metric (against the
     holdout when there is one, which adds its "max" reference), the expected accuracy after each step, times."""
     raw = pool.iloc[problem.pool_rows(np.sort(random_units))].reset_index(drop=True)
+    tables = (("random", raw), ("privacy", submission)) + ((("copy", training),) if holdout is not None else ())
     official = {name: evaluate(training, table, holdout, key, "replicate", 1).as_dict(with_max=holdout is not None)
-                for name, table in (("random", raw), ("privacy", submission))}
+                for name, table in tables}
+    copy = {}  # the training data scored as if synthetic: the metric's ceiling, and the share of the way there
+    if holdout is not None:
+        copy = {"accuracy_copy": official["copy"]["overall"],
+                "gap_closed": gap_closed(official["privacy"]["overall"], official["privacy"]["overall_max"], official["copy"]["overall"])}
     return {
         "challenge": challenge, "profile": config["profile"], "seed": config["seed"], "device": device_name(),
         "training": str(config["training"]), "holdout": str(config["holdout"]) if holdout is not None else None,
-        "accuracy_raw": official["random"], "accuracy": official["privacy"], "privacy": guard.report,
+        "accuracy_raw": official["random"], "accuracy": official["privacy"], **copy, "privacy": guard.report,
         "seconds": {k: round(v, 1) for k, v in seconds.items()}, "steps": steps,
         "submission": str(Path(config["out"]) / "submission.csv"),
         "config": {k: v for k, v in config.items() if k not in ("training", "holdout", "out")},

@@ -28,6 +28,9 @@ def summary_table(metrics: dict) -> str:
              f"{'submission':<12}" + "".join(f"{acc[a]:>12.4f}" for a in aspects)]
     if acc.get("overall_max") is not None:
         lines.append(f"{'holdout max':<12}" + "".join(f"{acc[a + '_max']:>12.4f}" for a in aspects))
+    if metrics.get("gap_closed") is not None:
+        lines.append(f"copy of training {metrics['accuracy_copy']:.4f} (the metric's ceiling): the submission closes "
+                     f"{metrics['gap_closed']:.0%} of the gap between the holdout and it")
     lines.append(privacy_line(metrics["privacy"]))
     if "qa_report" in metrics:
         qa = metrics["qa_report"]
@@ -55,7 +58,8 @@ def runs_table(runs: list[dict]) -> str:
     """One line per run: raw pool vs submission vs holdout, privacy, minutes, output."""
     rows = [{
         "challenge": m["challenge"], "profile": m["profile"], "raw pool": m["accuracy_raw"]["overall"],
-        "submission": m["accuracy"]["overall"], "holdout max": m["accuracy"].get("overall_max"),
+        "submission": m["accuracy"]["overall"], "holdout max": m["accuracy"].get("overall_max"), "copy": m.get("accuracy_copy"),
+        "gap closed": f"{m['gap_closed']:.0%}" if m.get("gap_closed") is not None else "",
         "DCR share": m["privacy"].get("dcr_share"), "minutes": f"{m['seconds_total'] / 60:.1f}", "submission file": m["submission"],
     } for m in runs]
     return pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.4f}")

@@ -38,6 +38,7 @@ def test_flat_submission_is_valid(smoke_outputs):
     assert metrics["privacy"]["dcr_share"] is not None and metrics["privacy"]["identical_training"] == 0
     assert [s["step"] for s in metrics["steps"]] == ["random", "ipf", "trim", "refine", "privacy"]
     assert metrics["seconds_total"] <= 1.05 * 60 * metrics["config"]["time_budget_min"]  # the budget holds
+    assert metrics["accuracy_copy"] > metrics["accuracy"]["overall_max"] and metrics["gap_closed"] is not None
     assert (run / "steps.png").stat().st_size > 0 and (run / "run.log").exists()
     assert not list(run.glob(".tmp-*"))
 

@@ -1,0 +1,35 @@
+"""The time budget: what each step gets, a pool that shrinks to what the budget can sample, a budget too small."""
+
+import time
+
+import pytest
+from fixtures import flat_table
+
+from common.generate import GeneratorSettings, training_seconds
+from common.io import DataError
+from common.pipeline import Budget, _fit_pool_to_budget
+
+SETTINGS = GeneratorSettings("MOSTLY_AI/Medium", 100, 45, None, None, iterations=1, pool_size=500_000, temperature=1.0, seed=0)
+
+
+def test_the_budget_keeps_time_for_the_selection_and_the_finish():
+    budget = Budget.of({"time_budget_min": 90, "finish_minutes": 2, "selection_minutes": 5}, start=0.0)
+    assert (budget.generation, budget.selection, budget.end) == (90 * 60 - 7 * 60, 90 * 60 - 2 * 60, 90 * 60)
+    small = Budget.of({"time_budget_min": 4, "finish_minutes": 2, "selection_minutes": 5}, start=0.0)
+    assert small.end - small.selection == pytest.approx(0.15 * 240) and small.selection_seconds == pytest.approx(0.25 * 240)
+
+
+def test_a_short_budget_shrinks_the_pool_and_leaves_time_to_train():
+    training = flat_table(15_000, 0, n_extra_numeric=15)
+    budget = Budget.of({"time_budget_min": 4, "finish_minutes": 2, "selection_minutes": 5}, start=time.monotonic())
+    settings = _fit_pool_to_budget(SETTINGS, training, None, 15_000, budget)
+    assert 30_000 <= settings.pool_size < 500_000
+    assert training_seconds(training, None, [settings.pool_size], budget.generation - budget.start) > 30
+    roomy = Budget.of({"time_budget_min": 90, "finish_minutes": 2, "selection_minutes": 5}, start=time.monotonic())
+    assert _fit_pool_to_budget(SETTINGS, training, None, 15_000, roomy).pool_size == 500_000
+
+
+def test_a_budget_too_short_for_anything_is_refused():
+    budget = Budget.of({"time_budget_min": 0.5, "finish_minutes": 2, "selection_minutes": 5}, start=time.monotonic())
+    with pytest.raises(DataError, match="too short to train"):
+        _fit_pool_to_budget(SETTINGS, flat_table(15_000, 0), None, 15_000, budget)
