@@ -38,8 +38,10 @@ from common.targets import Problem
 
 IDENTIFIER_SHARE = 0.95  # a column whose values are unique in at least this share of its rows names rows
 MIN_DISTANCE_ROWS = 50  # fewer rows on either side: no DCR share (reported as such)
-REPAIR_ROUNDS = 6
+REPAIR_ROUNDS = 10
 SCORING_DRAWS = 3  # draws whose closeness is averaged to choose the units a repair swaps
+REPAIR_MARGIN = 2.0  # a repair swaps enough to lower the share by this many times the excess, as measured in its
+# draws: a unit's measured closeness is partly noise, so a swap lowers the share on a fresh draw by less
 SEQUENCE_LENGTH_COLUMN = "Sequence Length"  # qa's name for the length column it adds to sequential rows
 
 
@@ -252,7 +254,7 @@ class PrivacyGuard:
         """Swap selected units nearest training for pool units nearest the reference (clean of copies, chosen by
         objective cost), enough to lower the DCR share by `excess`; returns the units and how many were swapped."""
         spaces = [self._space(draw) for draw in draws]
-        estimate = math.ceil(2 * excess * len(units))  # units to swap if each swap moves the share by half a unit
+        estimate = math.ceil(2 * REPAIR_MARGIN * excess * len(units))  # units to swap if each lowers the share by half a unit
         selected, near = self._unit_closeness(spaces, problem, pool, self.rng.permutation(units)[: 4 * estimate + 200])
         free = np.setdiff1d(np.arange(problem.n_units), units)
         candidates, far = self._unit_closeness(spaces, problem, pool, self.rng.permutation(free)[: 12 * estimate + 500])
@@ -263,7 +265,7 @@ class PrivacyGuard:
         if not len(candidates) or not len(order):
             return units, 0
         lowered = np.cumsum(near[order] - far.mean())  # how far the swaps lower the share, in units
-        n = min(int(np.searchsorted(lowered, excess * len(units))) + 1, len(order), len(candidates))
+        n = min(int(np.searchsorted(lowered, REPAIR_MARGIN * excess * len(units))) + 1, len(order), len(candidates))
         return replace_units(problem, units, selected[order[:n]], candidates), n
 
     def _within_dcr_limit(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray, log: logging.Logger) -> np.ndarray:
