@@ -20,8 +20,9 @@ def run_with_pool(challenge: str, tmp_path, training: pd.DataFrame, pool: pd.Dat
             table.to_parquet(paths[name])
     args = [f"--{name}={path}" for name, path in paths.items()]
     out = tmp_path / "run"
-    result = subprocess.run([sys.executable, str(ROOT / challenge / f"run_{challenge}.py"), "--profile", "smoke", *args,
-                             "--out", str(out), "--set", "target_size=None", *options], capture_output=True, text=True, timeout=600)
+    command = [sys.executable, str(ROOT / challenge / f"run_{challenge}.py"), "--profile", "smoke", *args, "--out", str(out),
+               "--set", "target_size=None", "--set", "max_dcr_share=0.52", *options]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return result, json.loads((out / "metrics.json").read_text()), pd.read_csv(out / "submission.csv", low_memory=False)
 
