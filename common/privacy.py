@@ -11,10 +11,11 @@ Two checks, each with a repair, so that a run writes a private submission rather
   highest share over qa's column groups (all columns, three correlated and three random subsets). When the share
   is above `max_dcr_share` by more than its sampling noise allows, the selected units closest to training
   (relative to the reference) are swapped for pool units that sit nearer the reference, chosen by objective
-  cost, and the share is measured again on a fresh draw. Only when that fails does the run stop. "Within the
-  limit" means three standard errors below it (qa measures on a sample of its own, whose noise adds to ours), or
-  for small submissions, where that is out of reach, no more than one standard error above 0.5. Each measurement draws its rows and qa's random column groups afresh, and repairs choose units by
-  their closeness averaged over several other draws, so that a repair cannot pass by fitting one draw's noise.
+  cost, and the share is measured again. Only when that fails does the run stop. "Within the limit" means three
+  standard errors below it (qa measures on a sample of its own, whose noise adds to ours), or, for small
+  submissions where that is out of reach, at most one standard error above 0.5. Each measurement averages three
+  fresh draws of rows and of qa's random column groups, and repairs choose units by their closeness averaged over
+  other draws, so that a repair cannot pass by fitting the noise of the draws that judge it.
 
 The reference is the holdout when one is given, else a random half of the training units (both halves were seen
 in training, so the DCR check then catches only gross copying; the identical-copy check always compares with
