@@ -71,9 +71,16 @@ class Rule:
         if self.kind is tuple:
             what = f"{self.length} integers" if self.length else "names among " + ", ".join(self.choices or ())
             return what + (" (comma-separated)" if self.choices else "") + (", or None" if self.optional else "")
-        bounds = [f"> {self.above:g}" if self.above is not None else None, f">= {self.low:g}" if self.low is not None else None,
-                  f"<= {self.high:g}" if self.high is not None else None]
-        text = ("an integer" if self.kind is int else "a number") + "".join(f" {b}" for b in bounds if b)
+        def shown(x: float) -> str:
+            return f"{int(x):,}" if self.kind is int else f"{x:g}"
+
+        text = "an integer" if self.kind is int else "a number"
+        if self.low is not None and self.high is not None:
+            text += f" from {shown(self.low)} to {shown(self.high)}"
+        else:
+            bounds = [f"{sign} {shown(bound)}" for sign, bound in ((">", self.above), (">=", self.low), ("<=", self.high))
+                      if bound is not None]
+            text += " " + " and ".join(bounds) if bounds else ""
         return text + (", or None" if self.optional else "")
 
 
