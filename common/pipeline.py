@@ -204,6 +204,20 @@ def _fit_pool_to_budget(settings: GeneratorSettings, training: pd.DataFrame, key
     return settings
 
 
+def _recorded_pool_size(out: Path, settings: GeneratorSettings) -> int | None:
+    """The pool size of the run directory's models and pool when its other generator settings are these: a resumed
+    run keeps its pool, even where its budget alone would sample a smaller one."""
+    path = out / "run.json"
+    if not path.is_file():
+        return None
+    recorded = {k: v for k, v in json.loads(path.read_text()).items() if k != "training"}
+    try:
+        previous = GeneratorSettings(**recorded)
+    except TypeError:  # a run directory of an older layout: the fingerprint check decides
+        return None
+    return previous.pool_size if replace(previous, pool_size=settings.pool_size) == settings else None
+
+
 def run(challenge: str, config: dict) -> dict:
     """Run the recipe under `config` (checked by `check_config`; see the entry scripts for the keys); returns the
     metrics it writes."""
@@ -214,7 +228,8 @@ def run(challenge: str, config: dict) -> dict:
     training, holdout, n_target = inputs.training, inputs.holdout, inputs.n_target
     generator = GeneratorSettings.from_config(config)
     if inputs.pool is None:
-        generator = _fit_pool_to_budget(generator, training, key, n_target, budget)
+        resumed = _recorded_pool_size(out, generator)
+        generator = replace(generator, pool_size=resumed) if resumed else _fit_pool_to_budget(generator, training, key, n_target, budget)
     _prepare_run_dir(out)
     log = _logger(out / "run.log")
     log.info(f"{challenge}: {len(training):,} training rows x {training.shape[1]} columns; profile {config['profile']}, "

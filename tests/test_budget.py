@@ -1,13 +1,15 @@
 """The time budget: what each step gets, a pool that shrinks to what the budget can sample, a budget too small."""
 
+import json
 import time
+from dataclasses import asdict, replace
 
 import pytest
 from fixtures import flat_table
 
 from common.generate import GeneratorSettings, training_seconds
 from common.io import DataError
-from common.pipeline import Budget, _fit_pool_to_budget
+from common.pipeline import Budget, _fit_pool_to_budget, _recorded_pool_size
 
 SETTINGS = GeneratorSettings("MOSTLY_AI/Medium", 100, 45, None, None, iterations=1, pool_size=500_000, temperature=1.0, seed=0)
 
@@ -33,3 +35,11 @@ def test_a_budget_too_short_for_anything_is_refused():
     budget = Budget.of({"time_budget_min": 0.5, "finish_minutes": 2, "selection_minutes": 5}, start=time.monotonic())
     with pytest.raises(DataError, match="too short to train"):
         _fit_pool_to_budget(SETTINGS, flat_table(15_000, 0), None, 15_000, budget)
+
+
+def test_a_resumed_run_keeps_its_pool_whatever_the_budget(tmp_path):
+    smaller = replace(SETTINGS, pool_size=100_000)  # what an earlier, shorter run sampled
+    (tmp_path / "run.json").write_text(json.dumps({"training": "abc", **asdict(smaller)}))
+    assert _recorded_pool_size(tmp_path, SETTINGS) == 100_000
+    assert _recorded_pool_size(tmp_path, replace(SETTINGS, seed=1)) is None  # other settings: the fingerprint refuses
+    assert _recorded_pool_size(tmp_path / "new", SETTINGS) is None
