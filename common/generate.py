@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from common.binning import column_kind
-from common.io import DataError, conform_to_training, write_atomic
+from common.io import DataError, conform_to_training, count_units, unit_name, write_atomic
 
 MISSING_SUFFIX = "__is_missing"
 
@@ -156,7 +156,7 @@ def keep_training_lengths(pool: pd.DataFrame, training: pd.DataFrame, context_ke
 
 def sampled_cells(training: pd.DataFrame, context_key: str | None, units: int) -> float:
     """Cells (rows x columns) of a pool of `units` rows or groups, as the SDK samples them."""
-    rows_per_unit = len(training) / training[context_key].nunique() if context_key else 1.0
+    rows_per_unit = len(training) / count_units(training, context_key)
     columns = training.shape[1] + len(missing_indicator_columns(training, context_key))
     return units * rows_per_unit * columns
 
@@ -220,14 +220,14 @@ def generate_pool(
         minutes = min(settings.train_minutes, seconds / 60)
         if seconds < MIN_TRAINING_SECONDS:
             raise DataError(f"the time budget leaves no time to train model {i + 1} of {n_models} and sample "
-                            f"{sum(sizes[i:]):,} {'groups' if context_key else 'rows'}: raise --time-budget, or lower "
+                            f"{sum(sizes[i:]):,} {unit_name(context_key)}: raise --time-budget, or lower "
                             "pool_size or iterations")
         if minutes < settings.train_minutes:
             log.info(f"model: the time budget leaves {minutes:.1f} of the {settings.train_minutes:g} min of training")
         generator = _trained_generator(mostly, training, context_key, indicators, settings.model_settings(minutes),
                                        settings.seed + i, run_dir / f"generator-{i}.json", log)
         start = time.monotonic()
-        log.info(f"pool {i + 1}/{n_models}: sampling {sizes[i]:,} {'groups' if context_key else 'rows'} ...")
+        log.info(f"pool {i + 1}/{n_models}: sampling {sizes[i]:,} {unit_name(context_key)} ...")
         sampling = {"sampling_temperature": settings.temperature, "enable_data_report": False}
         tables = ([{"name": "subjects", "configuration": {"sample_size": sizes[i], "enable_data_report": False}},
                    {"name": "data", "configuration": sampling}] if context_key else

@@ -65,6 +65,15 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
+def count_units(df: pd.DataFrame, context_key: str | None) -> int:
+    """The units of a table: its rows (flat data) or its groups (sequential data)."""
+    return df[context_key].nunique() if context_key else len(df)
+
+
+def unit_name(context_key: str | None) -> str:
+    return "groups" if context_key else "rows"
+
+
 def check_context_key(df: pd.DataFrame, context_key: str | None, name: str) -> None:
     """Require the context key column (sequential data) to be present and complete."""
     if context_key is None:
@@ -83,9 +92,9 @@ def check_training(df: pd.DataFrame, context_key: str | None, group_lengths: tup
     A column counts as numeric when at least 99 % of its non-empty values are numbers; any other value in it is
     an error (a typo, a unit, a stray header), rather than a silently categorical column."""
     check_context_key(df, context_key, name)
-    n_units = df[context_key].nunique() if context_key else len(df)
+    n_units = count_units(df, context_key)
     if n_units < min_units:
-        raise DataError(f"{name}: {n_units:,} {'groups' if context_key else 'rows'}; at least {min_units:,} are needed")
+        raise DataError(f"{name}: {n_units:,} {unit_name(context_key)}; at least {min_units:,} are needed")
     if context_key is not None and group_lengths is not None:
         sizes = df.groupby(context_key, sort=False).size()
         bad = sizes[(sizes < group_lengths[0]) | (sizes > group_lengths[1])]

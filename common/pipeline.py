@@ -41,8 +41,10 @@ from common.io import (
     check_context_key,
     check_training,
     conform_to_training,
+    count_units,
     exit_on_data_error,
     read_table,
+    unit_name,
     write_atomic,
 )
 from common.metric import evaluate, gap_closed
@@ -127,15 +129,14 @@ def check_inputs(config: dict) -> Inputs:
     if reserved:
         raise DataError(f"training: column '{reserved[0]}' ends with '{MISSING_SUFFIX}', which the generator's missing "
                         "indicators use: rename it")
-    n_units = training[key].nunique() if key else len(training)
-    n_target = config.get("target_size") or n_units
+    n_target = config.get("target_size") or count_units(training, key)
     holdout = None
     if config.get("holdout"):
         holdout = align_to_training(training, _load(config["holdout"], "holdout"), "holdout")
         check_training(holdout, key, None, "holdout")
         copied = float(np.mean(np.isin(unit_hashes(holdout, key), unit_hashes(training, key))))
         if copied > MAX_HOLDOUT_COPIES:
-            raise DataError(f"holdout: {copied:.0%} of its {'groups' if key else 'rows'} are also in the training data: "
+            raise DataError(f"holdout: {copied:.0%} of its {unit_name(key)} are also in the training data: "
                             "a holdout must be data the model never sees")
     pool = None
     if config.get("pool"):
@@ -143,11 +144,11 @@ def check_inputs(config: dict) -> Inputs:
         check_context_key(pool, key, "pool")
         if key is not None:
             pool = sort_groups(pool, key, first_id=0)
-        n_pool = pool[key].nunique() if key else len(pool)
+        n_pool = count_units(pool, key)
         if n_pool < n_target:
-            raise DataError(f"pool: {n_pool:,} {'groups' if key else 'rows'}, fewer than the {n_target:,} to select")
+            raise DataError(f"pool: {n_pool:,} {unit_name(key)}, fewer than the {n_target:,} to select")
     elif config["pool_size"] < n_target:
-        raise DataError(f"pool_size={config['pool_size']:,} is below the {n_target:,} {'groups' if key else 'rows'} to select")
+        raise DataError(f"pool_size={config['pool_size']:,} is below the {n_target:,} {unit_name(key)} to select")
     return Inputs(training, holdout, pool, n_target)
 
 
@@ -200,7 +201,7 @@ def _fit_pool_to_budget(settings: GeneratorSettings, training: pd.DataFrame, key
     settings = replace(settings, pool_size=pool_size)
     if training_seconds(training, key, pool_sizes(settings), seconds) < MIN_TRAINING_SECONDS:
         raise DataError(f"--time-budget {budget.minutes:g}: too short to train, sample {pool_size:,} "
-                        f"{'groups' if key else 'rows'} and select; raise it, or lower pool_size")
+                        f"{unit_name(key)} and select; raise it, or lower pool_size")
     return settings
 
 
@@ -235,7 +236,7 @@ def run(challenge: str, config: dict) -> dict:
     log.info(f"{challenge}: {len(training):,} training rows x {training.shape[1]} columns; profile {config['profile']}, "
              f"seed {config['seed']}, device {device_name()}, budget {config['time_budget_min']:g} min -> {out}")
     if generator.pool_size < config["pool_size"]:
-        log.info(f"pool: {generator.pool_size:,} {'groups' if key else 'rows'} instead of {config['pool_size']:,}, so that "
+        log.info(f"pool: {generator.pool_size:,} {unit_name(key)} instead of {config['pool_size']:,}, so that "
                  f"sampling fits the time budget")
 
     seconds = {}
@@ -247,7 +248,7 @@ def run(challenge: str, config: dict) -> dict:
         log.info(f"pool: {config['pool']} (no training)")
         pool = inputs.pool if key is None else keep_training_lengths(inputs.pool, training, key, log)
     seconds["generate"] = time.monotonic() - clock
-    unit, n_pool_units = ("groups", pool[key].nunique()) if key else ("rows", len(pool))
+    unit, n_pool_units = unit_name(key), count_units(pool, key)
     log.info(f"pool: {n_pool_units:,} {unit} ({len(pool):,} rows); target {n_target:,} {unit}")
     if n_pool_units < n_target:
         raise DataError(f"the pool has fewer {unit} than the target ({n_target:,}): raise pool_size")
@@ -259,7 +260,7 @@ def run(challenge: str, config: dict) -> dict:
     clock = time.monotonic()
     guard = PrivacyGuard(training, holdout, key, config["max_dcr_share"], config["seed"], config["privacy_sample_rows"])
     pool = guard.drop_copies(pool, log)
-    if (pool[key].nunique() if key else len(pool)) < n_target:
+    if count_units(pool, key) < n_target:
         raise DataError(f"privacy: the pool has fewer {unit} than the target ({n_target:,}) once training copies are left out: "
                         "raise pool_size")
     seconds["copies"] = time.monotonic() - clock

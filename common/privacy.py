@@ -33,7 +33,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from common.io import DataError
+from common.io import DataError, unit_name
 from common.refine import replace_units
 from common.targets import Problem
 
@@ -218,7 +218,7 @@ class PrivacyGuard:
         self.report["pool_copies_dropped"] = int(len(dropped))
         if not len(dropped):
             return pool
-        log.info(f"privacy: {len(dropped):,} of the pool's {len(hashes):,} {'groups' if self.key else 'rows'} copy a training "
+        log.info(f"privacy: {len(dropped):,} of the pool's {len(hashes):,} {unit_name(self.key)} copy a training "
                  f"unit; left out of the selection (kept {len(kept):,}, the reference's rate)")
         if self.key is None:
             return pool.drop(index=pool.index[dropped]).reset_index(drop=True)
