@@ -3,7 +3,8 @@
 The state of a selection is its residual `r = h - target` over all cells (frame tables, then coherence cells).
 Adding (`sign=+1`) or removing (`sign=-1`) unit `u` changes the loss `sum_c beta_c |r_c|` by exactly
 `sum_c beta_c (|r_c + sign a_uc| - |r_c|)` over the unit's cells (`unit_delta`; a sequence's frame rows that
-fall into one cell are merged first), so only those cells are read and written.
+fall into one cell are merged first), so only those cells are read and written. The kernels read each unit's
+rows and coherence cells from a `PoolUnits`, and the tables and weights of the loss from an `Objective`.
 
 - `trim`: from an oversized selection, remove the units whose removal helps most, in shrinking batches.
 - `refine`: remove one selected unit, try a few pool candidates in its place (in parallel), keep the best swap if
@@ -17,6 +18,7 @@ from __future__ import annotations
 import collections
 import math
 import time
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -26,24 +28,50 @@ from common.tables import cell_in_table
 from common.targets import Problem
 
 
-def kernel_arrays(
+class PoolUnits(NamedTuple):
+    """What each pool unit adds to the residual, as the kernels read it."""
+
+    codes: np.ndarray  # (M, K) int8: the frame rows of all units
+    unit_ptr: np.ndarray  # (U + 1,) int64: unit u owns frame rows unit_ptr[u] : unit_ptr[u + 1]
+    row_weight: np.ndarray  # (M,) float64
+    coherence_ptr: np.ndarray  # (U + 1,) int64: unit u's coherence entries, CSR
+    coherence_cell: np.ndarray  # int64: the coherence cell of each entry
+    coherence_amount: np.ndarray  # float64: what the entry adds to its cell
+    n_frame_cells: int  # coherence cell e is residual[n_frame_cells + e]
+
+
+class Objective(NamedTuple):
+    """The frame tables a kernel scores (all, or a subset whose cells keep their place in the residual) and the
+    loss weight of their cells and of the coherence cells."""
+
+    cols: np.ndarray  # (T, 3) int32, as in `TableSet`
+    strides: np.ndarray  # (T, 3) int64
+    offsets: np.ndarray  # (T + 1,) int64
+    table_beta: np.ndarray  # (T,) float64
+    coherence_beta: np.ndarray  # (E,) float64
+
+
+def pool_units(problem: Problem) -> PoolUnits:
+    coherence = problem.coherence
+    return PoolUnits(
+        problem.codes, problem.unit_ptr, problem.row_weight, coherence.indptr.astype(np.int64),
+        coherence.indices.astype(np.int64), coherence.data.astype(np.float64), problem.n_frame_cells,
+    )
+
+
+def objective_of(
     problem: Problem,
     table_beta: np.ndarray | None = None,
     coherence_beta: np.ndarray | None = None,
     tables: np.ndarray | None = None,
-) -> tuple:
-    """The arrays every kernel takes, in order. The betas can be replaced (e.g. coherence only); `tables`
-    restricts the frame tables to a subset (cells keep their place in the residual)."""
+) -> Objective:
+    """The problem's objective; the betas can be replaced (e.g. coherence only), `tables` restricts the frame
+    tables to a subset."""
     table_beta = problem.table_beta if table_beta is None else table_beta
     coherence_beta = problem.coherence_beta if coherence_beta is None else coherence_beta
     tables = np.arange(problem.tables.n_tables) if tables is None else np.asarray(tables)
-    coherence = problem.coherence
-    return (
-        problem.codes, problem.unit_ptr, problem.row_weight,
-        problem.tables.cols[tables], problem.tables.strides[tables], problem.tables.offsets[tables], table_beta[tables],
-        coherence.indptr.astype(np.int64), coherence.indices.astype(np.int64), coherence.data.astype(np.float64),
-        coherence_beta, problem.n_frame_cells,
-    )
+    frame = problem.tables
+    return Objective(frame.cols[tables], frame.strides[tables], frame.offsets[tables], table_beta[tables], coherence_beta)
 
 
 def residual_of(problem: Problem, units: np.ndarray) -> np.ndarray:
@@ -59,21 +87,21 @@ def loss(problem: Problem, residual: np.ndarray, table_beta: np.ndarray | None =
 
 
 @numba.njit(cache=True)
-def unit_delta(u, sign, arrays, residual):
+def unit_delta(u, sign, pool, objective, residual):
     """Change of the loss if unit `u` is added (`sign` = 1.0) or removed (-1.0)."""
-    codes, unit_ptr, row_weight, cols, strides, offsets, table_beta, coh_ptr, coh_idx, coh_val, coh_beta, n_frame_cells = arrays
-    start, stop = unit_ptr[u], unit_ptr[u + 1]
+    codes, cols, strides, offsets = pool.codes, objective.cols, objective.strides, objective.offsets
+    start, stop = pool.unit_ptr[u], pool.unit_ptr[u + 1]
     cells = np.empty(stop - start, dtype=np.int64)
     amounts = np.empty(stop - start, dtype=np.float64)
     delta = 0.0
     for t in range(cols.shape[0]):
-        beta = table_beta[t]
+        beta = objective.table_beta[t]
         if beta == 0.0:
             continue
         m = 0
         for row in range(start, stop):
             cell = offsets[t] + cell_in_table(codes, row, t, cols, strides)
-            amount = sign * row_weight[row]
+            amount = sign * pool.row_weight[row]
             merged = False
             for i in range(m):
                 if cells[i] == cell:
@@ -87,41 +115,41 @@ def unit_delta(u, sign, arrays, residual):
         for i in range(m):
             r = residual[cells[i]]
             delta += beta * (abs(r + amounts[i]) - abs(r))
-    for k in range(coh_ptr[u], coh_ptr[u + 1]):
-        e = coh_idx[k]
-        r = residual[n_frame_cells + e]
-        delta += coh_beta[e] * (abs(r + sign * coh_val[k]) - abs(r))
+    for k in range(pool.coherence_ptr[u], pool.coherence_ptr[u + 1]):
+        e = pool.coherence_cell[k]
+        r = residual[pool.n_frame_cells + e]
+        delta += objective.coherence_beta[e] * (abs(r + sign * pool.coherence_amount[k]) - abs(r))
     return delta
 
 
 @numba.njit(cache=True)
-def apply_unit(u, sign, arrays, residual):
-    """Add (`sign` = 1.0) or remove (-1.0) unit `u` from the residual, in place."""
-    codes, unit_ptr, row_weight, cols, strides, offsets, table_beta, coh_ptr, coh_idx, coh_val, coh_beta, n_frame_cells = arrays
+def apply_unit(u, sign, pool, objective, residual):
+    """Add (`sign` = 1.0) or remove (-1.0) unit `u` from the residual cells of `objective`'s tables, in place."""
+    codes, cols, strides, offsets = pool.codes, objective.cols, objective.strides, objective.offsets
     for t in range(cols.shape[0]):
-        for row in range(unit_ptr[u], unit_ptr[u + 1]):
-            residual[offsets[t] + cell_in_table(codes, row, t, cols, strides)] += sign * row_weight[row]
-    for k in range(coh_ptr[u], coh_ptr[u + 1]):
-        residual[n_frame_cells + coh_idx[k]] += sign * coh_val[k]
+        for row in range(pool.unit_ptr[u], pool.unit_ptr[u + 1]):
+            residual[offsets[t] + cell_in_table(codes, row, t, cols, strides)] += sign * pool.row_weight[row]
+    for k in range(pool.coherence_ptr[u], pool.coherence_ptr[u + 1]):
+        residual[pool.n_frame_cells + pool.coherence_cell[k]] += sign * pool.coherence_amount[k]
 
 
 @numba.njit(parallel=True, cache=True)
-def unit_deltas(units, sign, arrays, residual):
+def unit_deltas(units, sign, pool, objective, residual):
     """`unit_delta` of many units against the same residual, in parallel."""
     out = np.empty(len(units))
     for i in numba.prange(len(units)):
-        out[i] = unit_delta(units[i], sign, arrays, residual)
+        out[i] = unit_delta(units[i], sign, pool, objective, residual)
     return out
 
 
 @numba.njit(cache=True)
-def apply_units(units, sign, arrays, residual):
+def apply_units(units, sign, pool, objective, residual):
     for u in units:
-        apply_unit(u, sign, arrays, residual)
+        apply_unit(u, sign, pool, objective, residual)
 
 
 @numba.njit(cache=True)
-def _greedy_removals(order, stale, batch, units, arrays, residual):
+def _greedy_removals(order, stale, batch, units, pool, objective, residual):
     """Walk the units by stale removal delta (best first), re-score each against the current residual, and remove
     it if its removal still lowers the loss, up to `batch` units. Returns a mask of the removed positions."""
     removed = np.zeros(len(units), dtype=np.bool_)
@@ -132,9 +160,9 @@ def _greedy_removals(order, stale, batch, units, arrays, residual):
         u = units[order[i]]
         if stale[order[i]] >= 0.0:
             break
-        fresh = unit_delta(u, -1.0, arrays, residual)
+        fresh = unit_delta(u, -1.0, pool, objective, residual)
         if fresh < 0.0:
-            apply_unit(u, -1.0, arrays, residual)
+            apply_unit(u, -1.0, pool, objective, residual)
             removed[order[i]] = True
             n_removed += 1
     return removed
@@ -150,22 +178,22 @@ def trim(
     """Remove units until `n_keep` remain. Each round ranks all units by removal delta (in parallel), then walks
     that ranking and removes up to `batch_share` of the excess, re-scoring each unit first (so batched removals do
     not overshoot). When no removal helps any more, or at the deadline, the rest goes by the last ranking."""
-    arrays = kernel_arrays(problem)
+    pool, objective = pool_units(problem), objective_of(problem)
     residual = residual_of(problem, units)
     units = np.array(units, dtype=np.int64)
     excess0 = len(units) - n_keep
     with Progress("trim", total=excess0) as progress:
         progress.log(f"{len(units):,} -> {n_keep:,} units, loss {loss(problem, residual):.6f}")
         while len(units) > n_keep:
-            stale = unit_deltas(units, -1.0, arrays, residual)
+            stale = unit_deltas(units, -1.0, pool, objective, residual)
             order = np.argsort(stale, kind="stable")
             excess = len(units) - n_keep
             drop = np.zeros(len(units), dtype=bool)
             if time.monotonic() < deadline:
-                drop = _greedy_removals(order, stale, max(1, math.ceil(batch_share * excess)), units, arrays, residual)
+                drop = _greedy_removals(order, stale, max(1, math.ceil(batch_share * excess)), units, pool, objective, residual)
             if not drop.any():
                 drop[order[:excess]] = True
-                apply_units(units[drop], -1.0, arrays, residual)
+                apply_units(units[drop], -1.0, pool, objective, residual)
             units = units[~drop]
             progress.update(excess0 - len(units) + n_keep, loss=loss(problem, residual))
         progress.log(f"done, loss {loss(problem, residual):.6f}")
@@ -173,7 +201,7 @@ def trim(
 
 
 @numba.njit(parallel=True, cache=True)
-def _swap_chunk(units, selected, positions, candidates, accept_draws, temperature, n_finalists, full, screen, residual):
+def _swap_chunk(units, selected, positions, candidates, accept_draws, temperature, n_finalists, pool, full, screen, residual):
     """Swap attempts: take out `units[positions[i]]`, put in the best of `candidates[i]` if that pays.
 
     Candidates are ranked by their delta under `screen` (cheap tables); the best `n_finalists` are scored under
@@ -185,16 +213,16 @@ def _swap_chunk(units, selected, positions, candidates, accept_draws, temperatur
     accepted = 0
     for i in range(len(positions)):
         u = units[positions[i]]
-        d_out = unit_delta(u, -1.0, full, residual)
-        apply_unit(u, -1.0, full, residual)
+        d_out = unit_delta(u, -1.0, pool, full, residual)
+        apply_unit(u, -1.0, pool, full, residual)
         for k in numba.prange(n_candidates):
             v = candidates[i, k]
-            screened[k] = np.inf if selected[v] else unit_delta(v, 1.0, screen, residual)
+            screened[k] = np.inf if selected[v] else unit_delta(v, 1.0, pool, screen, residual)
         if n_finalists > 0:
             order = np.argsort(screened)[:n_finalists]
             for k in numba.prange(len(order)):
                 v = candidates[i, order[k]]
-                finalists[k] = np.inf if selected[v] else unit_delta(v, 1.0, full, residual)
+                finalists[k] = np.inf if selected[v] else unit_delta(v, 1.0, pool, full, residual)
             pick = np.argmin(finalists[: len(order)])
             best, d_in = order[pick], finalists[pick]
         else:
@@ -204,13 +232,13 @@ def _swap_chunk(units, selected, positions, candidates, accept_draws, temperatur
         keep_swap = change < -1e-15 or (temperature > 0.0 and change < np.inf and accept_draws[i] < np.exp(-change / temperature))
         if keep_swap:
             v = candidates[i, best]
-            apply_unit(v, 1.0, full, residual)
+            apply_unit(v, 1.0, pool, full, residual)
             selected[u] = False
             selected[v] = True
             units[positions[i]] = v
             accepted += 1
         else:
-            apply_unit(u, 1.0, full, residual)
+            apply_unit(u, 1.0, pool, full, residual)
     return accepted
 
 
@@ -242,8 +270,8 @@ def refine(
     Without a temperature every accepted swap lowers the loss (monotone). Replacing the betas restricts the
     objective (e.g. to coherence tables only).
     """
-    full = kernel_arrays(problem, table_beta, coherence_beta)
-    screen = full if screen_tables is None else kernel_arrays(problem, table_beta, coherence_beta, screen_tables)
+    pool, full = pool_units(problem), objective_of(problem, table_beta, coherence_beta)
+    screen = full if screen_tables is None else objective_of(problem, table_beta, coherence_beta, screen_tables)
     n_finalists = 0 if screen_tables is None else n_finalists
     units = np.array(units, dtype=np.int64)
     residual = residual_of(problem, units)
@@ -262,7 +290,7 @@ def refine(
             else:
                 candidates = np.minimum(np.searchsorted(cumulative, rng.random((chunk, n_candidates))), problem.n_units - 1)
             draws = rng.random(chunk)
-            n_accepted = _swap_chunk(units, selected, positions, candidates, draws, temperature, n_finalists, full, screen, residual)
+            n_accepted = _swap_chunk(units, selected, positions, candidates, draws, temperature, n_finalists, pool, full, screen, residual)
             attempts, accepted = attempts + chunk, accepted + n_accepted
             progress.update(attempts=attempts, accepted=accepted, loss=objective())
             recent.append(n_accepted)
@@ -278,7 +306,7 @@ def refine(
 def replace_units(problem: Problem, units: np.ndarray, drop: np.ndarray, candidates: np.ndarray, rounds: int = 8) -> np.ndarray:
     """`units` without `drop`, and as many `candidates` (not already selected) in their place: those that cost the
     objective least, chosen greedily in `rounds` batches, each re-scored against the selection as it stands."""
-    arrays = kernel_arrays(problem)
+    pool, objective = pool_units(problem), objective_of(problem)
     keep = np.setdiff1d(units, drop)
     residual = residual_of(problem, keep)
     free = np.setdiff1d(candidates, units).astype(np.int64)
@@ -289,10 +317,10 @@ def replace_units(problem: Problem, units: np.ndarray, drop: np.ndarray, candida
     for round_ in range(rounds):
         if need == 0:
             break
-        deltas = unit_deltas(free, 1.0, arrays, residual)
+        deltas = unit_deltas(free, 1.0, pool, objective, residual)
         order = np.argsort(deltas, kind="stable")[: need if round_ == rounds - 1 else math.ceil(need / (rounds - round_))]
         best = free[order]
-        apply_units(best, 1.0, arrays, residual)
+        apply_units(best, 1.0, pool, objective, residual)
         chosen.append(best)
         free = np.delete(free, order)
         need -= len(best)
