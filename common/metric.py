@@ -198,21 +198,44 @@ def _coherence_tables(original, synthetic, mode: Mode) -> pd.DataFrame:
     (ori_columns, ori_groups), (syn_columns, syn_groups) = original, synthetic
     rows = []
     for col, ori_column in ori_columns.items():
-        bins = fit_bins(ori_column, N_BINS_COHERENCE)
-        ori_masks = code_masks(bins.encode(ori_column), ori_groups.row_group, ori_groups.n_groups)
-        syn_masks = code_masks(bins.encode(syn_columns[col]), syn_groups.row_group, syn_groups.n_groups)
-        slots = category_slots(ori_masks, bins)
-        ori_slots, syn_slots = (sequences_per_slot(m, slots) for m in (ori_masks, syn_masks))
-        acc, acc_max = table_accuracies(np.array([0, len(slots)]), ori_slots, syn_slots, _rounding(mode))
-        rows.append(("sequences_per_category", (col,), acc[0], acc_max[0]))
-        # distinct categories per sequence: the counts binned in 10 bins
-        ori_counts, syn_counts = distinct_counts(ori_masks), distinct_counts(syn_masks)
-        count_bins = fit_bins(ori_counts, N_BINS)
-        ori_hist = np.bincount(count_bins.encode(ori_counts), minlength=count_bins.n_codes).astype(float)
-        syn_hist = np.bincount(count_bins.encode(syn_counts), minlength=count_bins.n_codes).astype(float)
-        acc, acc_max = table_accuracies(np.array([0, count_bins.n_codes]), ori_hist, syn_hist, _rounding(mode))
-        rows.append(("categories_per_sequence", (col,), acc[0], acc_max[0]))
+        tables = CoherenceTables.fit(ori_column, ori_groups)
+        ori_hist, syn_hist = tables.histograms(ori_column, ori_groups), tables.histograms(syn_columns[col], syn_groups)
+        for kind, ori, syn in zip(COHERENCE_KINDS, ori_hist, syn_hist):
+            acc, acc_max = table_accuracies(np.array([0, len(ori)]), ori, syn, _rounding(mode))
+            rows.append((kind, (col,), acc[0], acc_max[0]))
     return pd.DataFrame(rows, columns=["kind", "columns", "accuracy", "accuracy_max"])
+
+
+COHERENCE_KINDS = ("categories_per_sequence", "sequences_per_category")
+
+
+@dataclass(frozen=True)
+class CoherenceTables:
+    """The two coherence tables of one column, fitted on the original sequences: the column's 30 bins; the
+    distinct categories per sequence, in 10 bins of their counts; the sequences per category, over slots (the 9
+    categories held by most sequences, and the rest)."""
+
+    bins: ColumnBins
+    count_bins: ColumnBins
+    slots: list[np.uint64]
+
+    @staticmethod
+    def fit(column: ColumnData, groups: Groups) -> "CoherenceTables":
+        bins = fit_bins(column, N_BINS_COHERENCE)
+        masks = code_masks(bins.encode(column), groups.row_group, groups.n_groups)
+        return CoherenceTables(bins, fit_bins(distinct_counts(masks), N_BINS), category_slots(masks, bins))
+
+    def cells(self, column: ColumnData, groups: Groups) -> tuple[np.ndarray, np.ndarray]:
+        """Per sequence: its cell of the distinct-categories table (int64), and the slots it holds (bool,
+        sequences x slots)."""
+        masks = code_masks(self.bins.encode(column), groups.row_group, groups.n_groups)
+        count_cell = self.count_bins.encode(distinct_counts(masks)).astype(np.int64)
+        return count_cell, np.stack([(masks & bits) != 0 for bits in self.slots], axis=1)
+
+    def histograms(self, column: ColumnData, groups: Groups) -> tuple[np.ndarray, np.ndarray]:
+        """The counts of both tables (float64), in the order of `COHERENCE_KINDS`."""
+        count_cell, holds = self.cells(column, groups)
+        return np.bincount(count_cell, minlength=self.count_bins.n_codes).astype(np.float64), holds.sum(axis=0).astype(np.float64)
 
 
 @numba.njit(cache=True)
@@ -237,11 +260,6 @@ def category_slots(masks: np.ndarray, bins: ColumnBins) -> list[np.uint64]:
     top_bits = np.uint64(sum(1 << int(c) for c in top))
     rest = ~top_bits | (np.uint64(1 << other) if other is not None else np.uint64(0))
     return [np.uint64(1 << int(c)) for c in top if c != other] + [rest]
-
-
-def sequences_per_slot(masks: np.ndarray, slots: list[np.uint64]) -> np.ndarray:
-    """For each slot, the number of groups holding one of its codes."""
-    return np.array([np.count_nonzero(masks & bits) for bits in slots], dtype=np.float64)
 
 
 def distinct_counts(masks: np.ndarray) -> ColumnData:

@@ -201,14 +201,20 @@ def prepared_frame(columns: dict[str, ColumnData], frame: Frame, groups: Groups,
 
     `tokens` (a `TextTokens`) turns text-like columns into tokens, as qa does; None keeps the values.
     """
+    prepared = {SEQUENCE_LENGTH: sequence_length_column(frame, groups)} if sequential else {}
+    return prepared | prepared_columns(columns, frame, data_cols, sequential, tokens)
+
+
+def sequence_length_column(frame: Frame, groups: Groups) -> ColumnData:
+    """The prepared frame's sequence length: the length of each frame row's group."""
+    lengths = groups.length[frame.group].astype(np.float64)
+    return ColumnData("numeric", lengths, np.zeros(len(lengths), dtype=bool))
+
+
+def prepared_columns(columns: dict[str, ColumnData], frame: Frame, data_cols, sequential: bool, tokens=None) -> dict[str, ColumnData]:
+    """The prepared frame's columns from the data: the first rows' values, [then the next rows' values]."""
     tokens = tokens or (lambda column: column)
-    prepared = {}
+    prepared = {col: tokens(columns[col].take(frame.first)) for col in data_cols}
     if sequential:
-        lengths = groups.length[frame.group].astype(np.float64)
-        prepared[SEQUENCE_LENGTH] = ColumnData("numeric", lengths, np.zeros(len(lengths), dtype=bool))
-    for col in data_cols:
-        prepared[col] = tokens(columns[col].take(frame.first))
-    if sequential:
-        for col in data_cols:
-            prepared[f"nxt::{col}"] = tokens(columns[col].take(frame.second))
+        prepared |= {f"nxt::{col}": tokens(columns[col].take(frame.second)) for col in data_cols}
     return prepared

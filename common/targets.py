@@ -22,19 +22,19 @@ import numpy as np
 import pandas as pd
 import scipy.sparse
 
-from common.binning import ColumnData, column_kind, fit_bins
-from common.metric import (
-    ASPECT_OF_KIND,
-    MAX_COLUMNS,
-    N_BINS,
-    N_BINS_COHERENCE,
-    aggregate,
-    category_slots,
-    code_masks,
-    distinct_counts,
-    sequences_per_slot,
+from common.binning import ColumnBins, ColumnData, column_kind, fit_bins
+from common.metric import ASPECT_OF_KIND, COHERENCE_KINDS, MAX_COLUMNS, N_BINS, CoherenceTables, aggregate
+from common.sampling import (
+    SEQUENCE_LENGTH,
+    Frame,
+    Groups,
+    expected_coherence_rows,
+    expected_frame,
+    group_rows,
+    prepared_columns,
+    prepared_frame,
+    sequence_length_column,
 )
-from common.sampling import SEQUENCE_LENGTH, Groups, expected_coherence_rows, expected_frame, group_rows, prepared_frame
 from common.tables import TableSet, n_triples, qa_tables, table_accuracies
 
 
@@ -116,37 +116,23 @@ def build_problem(
     n_target = n_target or trn_groups.n_groups
     trn_columns = {c: ColumnData.of(training[c], kinds[c]) for c in kinds}
 
-    # training frame: bins (expected mode), codes, and the merge of codes the training data never takes
-    trn_frame, pool_frame = expected_frame(trn_groups), expected_frame(pool_groups)
-    trn_prepared = prepared_frame(trn_columns, trn_frame, trn_groups, data_cols, sequential)
-    names = list(trn_prepared)
-    bins = {c: fit_bins(trn_prepared[c], N_BINS, trn_frame.weight) for c in names}
-    raw_codes = {c: bins[c].encode(trn_prepared[c]) for c in names}
-    merged = {c: _merge_unseen(raw_codes[c], bins[c].n_codes) for c in names}
-    trn_codes = np.stack([merged[c][raw_codes[c]] for c in names], axis=1)
-    n_codes = np.array([merged[c].max() + 1 for c in names])
-    # pool frame and coherence cells, one column at a time (bounded memory, each column converted once)
-    pool_codes = np.empty((len(pool_frame.first), len(names)), dtype=np.int8)
-    coherence = _Coherence(trn_groups, pool_groups, n_target)
+    frame_codes = FrameCodes.fit(trn_columns, trn_groups, data_cols, sequential)
+    tables, table_kind = frame_tables(frame_codes, len(data_cols), sequential, max_triples, seed)
+    frame_target = tables.histogram(frame_codes.training, frame_codes.training_weight) * (n_target / trn_groups.n_groups)
+    # the pool, one column at a time (bounded memory, each column converted once): frame codes, coherence cells
+    pool_frame = expected_frame(pool_groups)
+    pool_codes = frame_codes.empty(len(pool_frame.first))
+    if sequential:
+        frame_codes.encode_sequence_length(pool_codes, pool_frame, pool_groups)
+    coherence = CoherenceCells(trn_groups, pool_groups, n_target)
     for col in data_cols:
         pool_column = ColumnData.of(pool[col], kinds[col])
-        for name, column in prepared_frame({col: pool_column}, pool_frame, pool_groups, [col], sequential).items():
-            pool_codes[:, names.index(name)] = merged[name][bins[name].encode(column)]
+        frame_codes.encode_column(pool_codes, col, pool_column, pool_frame, sequential)
         if sequential:
             coherence.add_column(trn_columns[col], pool_column)
+    coherence_matrix, coherence_offsets, coherence_kind, coherence_target, coherence_norm = coherence.result()
 
-    tgt_names = ([SEQUENCE_LENGTH] if sequential else []) + data_cols
-    chosen = None
-    if n_triples(len(tgt_names)) > max_triples:
-        chosen = np.sort(np.random.default_rng(seed).choice(n_triples(len(tgt_names)), max_triples, replace=False))
-    table_cols, table_kind = qa_tables(tgt_names, len(data_cols) if sequential else 0, chosen)
-    tables = TableSet.build(table_cols, n_codes)
-    frame_target = tables.histogram(trn_codes, trn_frame.weight) * (n_target / trn_groups.n_groups)
-
-    matrix, coh_offsets, coh_kind, coh_target, coh_norm = coherence.result()
-
-    table_kind = np.array(table_kind, dtype=object)
-    alpha_frame, alpha_coh = _alphas(table_kind, coh_kind)
+    alpha_frame, alpha_coherence = _alphas(table_kind, coherence_kind)
     return Problem(
         codes=pool_codes,
         unit_ptr=_unit_pointer(pool_frame.group, pool_groups.n_groups),
@@ -154,14 +140,65 @@ def build_problem(
         tables=tables,
         table_kind=table_kind,
         table_beta=alpha_frame / (2 * n_target),
-        coherence=matrix,
-        coherence_offsets=coh_offsets,
-        coherence_kind=coh_kind,
-        coherence_beta=np.repeat(alpha_coh / (2 * n_target * coh_norm), np.diff(coh_offsets)),
-        target=np.concatenate([frame_target, coh_target]),
+        coherence=coherence_matrix,
+        coherence_offsets=coherence_offsets,
+        coherence_kind=coherence_kind,
+        coherence_beta=np.repeat(alpha_coherence / (2 * n_target * coherence_norm), np.diff(coherence_offsets)),
+        target=np.concatenate([frame_target, coherence_target]),
         n_target=n_target,
         pool_groups=pool_groups,
     )
+
+
+@dataclass
+class FrameCodes:
+    """The columns of qa's prepared frame (`[sequence length], columns, [next-row columns]`), their bins learnt
+    from the training frame, and the training frame's codes (int8; codes the training data never takes merged)."""
+
+    names: list[str]
+    bins: dict[str, ColumnBins]
+    merge: dict[str, np.ndarray]  # per column, raw bin code -> code
+    training: np.ndarray  # (training frame rows, columns) int8
+    training_weight: np.ndarray | None
+
+    @staticmethod
+    def fit(trn_columns: dict[str, ColumnData], trn_groups: Groups, data_cols: list[str], sequential: bool) -> "FrameCodes":
+        frame = expected_frame(trn_groups)
+        prepared = prepared_frame(trn_columns, frame, trn_groups, data_cols, sequential)
+        bins = {c: fit_bins(column, N_BINS, frame.weight) for c, column in prepared.items()}
+        raw = {c: bins[c].encode(column) for c, column in prepared.items()}
+        merge = {c: _merge_unseen(raw[c], bins[c].n_codes) for c in prepared}
+        training = np.stack([merge[c][raw[c]] for c in prepared], axis=1)
+        return FrameCodes(list(prepared), bins, merge, training, frame.weight)
+
+    @property
+    def n_codes(self) -> np.ndarray:
+        return np.array([self.merge[c].max() + 1 for c in self.names])
+
+    def empty(self, n_rows: int) -> np.ndarray:
+        return np.empty((n_rows, len(self.names)), dtype=np.int8)
+
+    def encode_sequence_length(self, codes: np.ndarray, frame: Frame, groups: Groups) -> None:
+        """Fill the sequence-length column of `codes` (a frame of `groups`)."""
+        self._encode(codes, {SEQUENCE_LENGTH: sequence_length_column(frame, groups)})
+
+    def encode_column(self, codes: np.ndarray, col: str, column: ColumnData, frame: Frame, sequential: bool) -> None:
+        """Fill the columns of `codes` that come from data column `col` (its value, and the next row's)."""
+        self._encode(codes, prepared_columns({col: column}, frame, [col], sequential))
+
+    def _encode(self, codes: np.ndarray, prepared: dict[str, ColumnData]) -> None:
+        for name, column in prepared.items():
+            codes[:, self.names.index(name)] = self.merge[name][self.bins[name].encode(column)]
+
+
+def frame_tables(frame_codes: FrameCodes, n_data_cols: int, sequential: bool, max_triples: int, seed: int) -> tuple[TableSet, np.ndarray]:
+    """The frame tables qa scores (a seeded sample of `max_triples` triples when there are more) and their kinds."""
+    n_columns = n_data_cols + sequential
+    chosen = None
+    if n_triples(n_columns) > max_triples:
+        chosen = np.sort(np.random.default_rng(seed).choice(n_triples(n_columns), max_triples, replace=False))
+    table_cols, table_kind = qa_tables(frame_codes.names[:n_columns], n_data_cols if sequential else 0, chosen)
+    return TableSet.build(table_cols, frame_codes.n_codes), np.array(table_kind, dtype=object)
 
 
 def _merge_unseen(trn_codes: np.ndarray, n_codes: int) -> np.ndarray:
@@ -195,43 +232,32 @@ def _alphas(table_kind: np.ndarray, coherence_kind: np.ndarray) -> tuple[np.ndar
     return alpha[: len(table_kind)], alpha[len(table_kind) :]
 
 
-class _Coherence:
-    """Coherence cells, a column at a time. Per column, two tables: the binned number of distinct categories in a
-    sequence (one cell per unit), and the categories a sequence holds (top 9 by training sequences, plus one slot
-    for the rest). No column added (flat data): no cells."""
+class CoherenceCells:
+    """Coherence cells of the pool's units and their targets, a column at a time (`CoherenceTables`, as the
+    metric builds them, fitted on the training sequences). No column added (flat data): no cells."""
 
     def __init__(self, trn_groups: Groups, pool_groups: Groups, n_target: int):
-        self.trn_groups, self.pool_groups, self.scale = trn_groups, pool_groups, n_target / trn_groups.n_groups
+        self.pool_groups, self.scale = pool_groups, n_target / trn_groups.n_groups
         self.trn_rows = expected_coherence_rows(trn_groups)
+        self.trn_groups = group_rows(trn_groups.row_group[self.trn_rows], len(self.trn_rows))
         self.blocks, self.targets, self.norms, self.kinds = [], [], [], []
 
     def add_column(self, trn_column: ColumnData, pool_column: ColumnData) -> None:
-        trn_groups, pool_groups = self.trn_groups, self.pool_groups
         trn_column = trn_column.take(self.trn_rows)
-        bins = fit_bins(trn_column, N_BINS_COHERENCE)
-        trn_masks = code_masks(bins.encode(trn_column), trn_groups.row_group[self.trn_rows], trn_groups.n_groups)
-        pool_masks = code_masks(bins.encode(pool_column), pool_groups.row_group, pool_groups.n_groups)
-        # distinct categories per sequence
-        trn_counts, pool_counts = distinct_counts(trn_masks), distinct_counts(pool_masks)
-        count_bins = fit_bins(trn_counts, N_BINS)
-        pool_cell = count_bins.encode(pool_counts).astype(np.int64)
-        ones = np.ones(len(pool_cell), np.float32)
-        self._add(
-            scipy.sparse.csr_matrix((ones, (np.arange(len(pool_cell)), pool_cell)), shape=(len(pool_cell), count_bins.n_codes)),
-            np.bincount(count_bins.encode(trn_counts), minlength=count_bins.n_codes), 1.0, "categories_per_sequence",
-        )
-        # sequences per category: top 9 slots, and the rest pooled
-        slot_bits = category_slots(trn_masks, bins)
-        holds = np.stack([(pool_masks & bits) != 0 for bits in slot_bits], axis=1)
-        trn_holds = sequences_per_slot(trn_masks, slot_bits)
-        slots_per_sequence = trn_holds.sum() / trn_groups.n_groups  # the table's norm
-        self._add(scipy.sparse.csr_matrix(holds.astype(np.float32)), trn_holds, slots_per_sequence, "sequences_per_category")
+        tables = CoherenceTables.fit(trn_column, self.trn_groups)
+        count_cell, holds = tables.cells(pool_column, self.pool_groups)
+        trn_counts, trn_holds = tables.histograms(trn_column, self.trn_groups)
+        rows = np.arange(len(count_cell))
+        ones = np.ones(len(count_cell), np.float32)
+        self._add(scipy.sparse.csr_matrix((ones, (rows, count_cell)), shape=(len(count_cell), len(trn_counts))), trn_counts, 1.0)
+        slots_per_sequence = trn_holds.sum() / self.trn_groups.n_groups  # the table's norm
+        self._add(scipy.sparse.csr_matrix(holds.astype(np.float32)), trn_holds, slots_per_sequence)
 
-    def _add(self, block, trn_counts, norm, kind) -> None:
+    def _add(self, block, trn_counts, norm) -> None:
         self.blocks.append(block)
         self.targets.append(trn_counts * self.scale)
         self.norms.append(norm)
-        self.kinds.append(kind)
+        self.kinds.append(COHERENCE_KINDS[len(self.kinds) % 2])
 
     def result(self) -> tuple:
         """(units x cells CSR matrix, table offsets, table kinds, target counts, table norms)."""

@@ -6,6 +6,7 @@ import pytest
 from fixtures import flat_table, sequential_table
 
 from common.ipf import expectation_rounding, ipf
+from common.metric import evaluate
 from common.refine import loss, refine, residual_of, trim
 from common.targets import build_problem
 
@@ -105,3 +106,22 @@ def test_sequential_units_and_coherence():
     units = refine(problem, units, rng, FOREVER, max_attempts=6_000)
     after = problem.accuracy(problem.histogram(units))
     assert after["overall"] > before["overall"] and len(set(units)) == 150
+
+
+def test_the_problem_scores_a_selection_as_the_metric_does():
+    training = sequential_table(150, 1)
+    pool = sequential_table(600, 2, key_prefix="p")
+    problem = build_problem(training, pool, context_key="key")
+    units = np.sort(np.random.default_rng(0).choice(problem.n_units, 150, replace=False))
+    selection = pool.iloc[problem.pool_rows(units)].reset_index(drop=True)
+    expected = evaluate(training, selection, None, "key", "expected").as_dict(with_max=False)
+    assert problem.accuracy(problem.histogram(units)) == pytest.approx(expected, abs=1e-9)
+
+
+def test_codes_the_training_data_never_takes_share_one_code():
+    training = pd.DataFrame({"c": ["a", "b"] * 50, "x": np.arange(100.0)})
+    pool = pd.DataFrame({"c": ["a", "b", "z", "y"] * 25, "x": np.arange(100.0)})
+    problem = build_problem(training, pool)
+    codes = problem.codes[:, 0]  # "c" comes first by name
+    assert codes[0] != codes[1] and codes[2] == codes[3] and codes[2] not in (codes[0], codes[1])
+    assert problem.tables.offsets[1] == 3  # a, b and the unseen
