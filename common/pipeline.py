@@ -48,7 +48,7 @@ from common.io import (
     write_atomic,
 )
 from common.metric import evaluate, gap_closed
-from common.privacy import PrivacyGuard, unit_hashes
+from common.privacy import PrivacyGuard, compared_columns, unit_hashes
 from common.report import qa_report, step_plot, summary_table
 from common.select import SelectionSettings, select_units
 from common.targets import build_problem
@@ -134,7 +134,8 @@ def check_inputs(config: dict) -> Inputs:
     if config.get("holdout"):
         holdout = align_to_training(training, _load(config["holdout"], "holdout"), "holdout")
         check_training(holdout, key, None, "holdout")
-        copied = float(np.mean(np.isin(unit_hashes(holdout, key), unit_hashes(training, key))))
+        columns = compared_columns(training, key)  # as the privacy guard compares units
+        copied = float(np.mean(np.isin(unit_hashes(holdout, key, columns), unit_hashes(training, key, columns))))
         if copied > MAX_HOLDOUT_COPIES:
             raise DataError(f"holdout: {copied:.0%} of its {unit_name(key)} are also in the training data: "
                             "a holdout must be data the model never sees")

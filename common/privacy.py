@@ -62,6 +62,12 @@ def identifier_columns(training: pd.DataFrame, key: str | None) -> list[str]:
     return out
 
 
+def compared_columns(training: pd.DataFrame, key: str | None) -> list[str]:
+    """The columns two units are compared on: all but the key and the identifier-like columns."""
+    identifiers = identifier_columns(training, key)
+    return [c for c in training.columns if c != key and c not in identifiers]
+
+
 def unit_hashes(df: pd.DataFrame, key: str | None, columns: list[str] | None = None) -> np.ndarray:
     """One uint64 per unit over `columns` (default: all but the key): a row's values, or (sequential) the values of
     all rows of the group, in order."""
@@ -152,8 +158,8 @@ class PrivacyGuard:
                  seed: int, n_sample: int = 10_000):
         self.key, self.max_dcr_share, self.seed = key, max_dcr_share, seed
         self.rng = np.random.default_rng(seed)
-        identifiers = identifier_columns(training, key)
-        self.columns = [c for c in training.columns if c != key and c not in identifiers]
+        self.columns = compared_columns(training, key)
+        identifiers = [c for c in training.columns if c != key and c not in self.columns]
         self.training_hashes = np.unique(unit_hashes(training, key, self.columns))
         if holdout is None:  # half of the training units stand in for the holdout, for the distances only
             units = training[key].unique() if key else np.arange(len(training))

@@ -107,8 +107,12 @@ def test_unusable_run_directories_are_refused(good_training, tmp_path):
         assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_a_holdout_that_repeats_the_training_data_is_refused(good_training, tmp_path):
-    result = run_script("flat", "--training", str(good_training), "--holdout", str(good_training), "--out", str(tmp_path / "run"))
+@pytest.mark.parametrize("fresh_ids", [False, True])
+def test_a_holdout_that_repeats_the_training_data_is_refused(tmp_path, fresh_ids):
+    training = GOOD.assign(row_id=[f"id-{i}" for i in range(len(GOOD))])
+    holdout = training.assign(row_id=[f"other-{i}" for i in range(len(GOOD))]) if fresh_ids else training
+    paths = [written(tmp_path / name, table) for name, table in (("trn.csv", training), ("hol.csv", holdout))]
+    result = run_script("flat", "--training", str(paths[0]), "--holdout", str(paths[1]), "--out", str(tmp_path / "run"))
     assert result.returncode == 2 and "100% of its rows are also in the training data" in result.stderr
     assert not (tmp_path / "run").exists()
 
