@@ -286,7 +286,14 @@ def run(challenge: str, config: dict) -> dict:
 
     submission = _submission(pool, problem, units, training, key)
     write_atomic(out / "submission.csv", lambda tmp: submission.to_csv(tmp, index=False))
-    metrics = _metrics(challenge, config, training, holdout, pool, problem, raw_units[0], submission, steps, seconds, guard, key)
+    raw = pool.iloc[problem.pool_rows(np.sort(raw_units[0]))].reset_index(drop=True)
+    metrics = {
+        "challenge": challenge, "profile": config["profile"], "seed": config["seed"], "device": device_name(),
+        "training": str(config["training"]), "holdout": str(config["holdout"]) if holdout is not None else None,
+        **_accuracy(inputs, key, raw, submission), "privacy": guard.report,
+        "seconds": {k: round(v, 1) for k, v in seconds.items()}, "steps": steps, "submission": str(out / "submission.csv"),
+        "config": {k: v for k, v in config.items() if k not in ("training", "holdout", "out")},
+    }
     metrics["seconds_total"] = round(time.monotonic() - budget.start, 1)
     metrics["budget_used"] = round(metrics["seconds_total"] / (60 * config["time_budget_min"]), 3)
     _write_metrics(out, metrics)
@@ -346,22 +353,15 @@ def _submission(pool, problem, units, training, key) -> pd.DataFrame:
     return conform_to_training(submission, training, skip=(key,))
 
 
-def _metrics(challenge, config, training, holdout, pool, problem, random_units, submission, steps, seconds, guard, key) -> dict:
-    """Accuracy of the raw pool (a random subset) and of the submission with the official metric (against the
-    holdout when there is one, which adds its "max" reference), the expected accuracy after each step, times."""
-    raw = pool.iloc[problem.pool_rows(np.sort(random_units))].reset_index(drop=True)
-    tables = (("random", raw), ("privacy", submission)) + ((("copy", training),) if holdout is not None else ())
+def _accuracy(inputs: Inputs, key: str | None, raw: pd.DataFrame, submission: pd.DataFrame) -> dict:
+    """The official accuracy of the raw pool (a random subset) and of the submission, against the holdout when there
+    is one; that adds its "max" reference, the training data's own score (the copy, the metric's ceiling) and the
+    share of the way from the one to the other that the submission covers."""
+    training, holdout = inputs.training, inputs.holdout
+    tables = {"accuracy_raw": raw, "accuracy": submission} | ({"copy": training} if holdout is not None else {})
     official = {name: evaluate(training, table, holdout, key, "replicate", 1).as_dict(with_max=holdout is not None)
-                for name, table in tables}
-    copy = {}  # the training data scored as if synthetic: the metric's ceiling, and the share of the way there
-    if holdout is not None:
-        copy = {"accuracy_copy": official["copy"]["overall"],
-                "gap_closed": gap_closed(official["privacy"]["overall"], official["privacy"]["overall_max"], official["copy"]["overall"])}
-    return {
-        "challenge": challenge, "profile": config["profile"], "seed": config["seed"], "device": device_name(),
-        "training": str(config["training"]), "holdout": str(config["holdout"]) if holdout is not None else None,
-        "accuracy_raw": official["random"], "accuracy": official["privacy"], **copy, "privacy": guard.report,
-        "seconds": {k: round(v, 1) for k, v in seconds.items()}, "steps": steps,
-        "submission": str(Path(config["out"]) / "submission.csv"),
-        "config": {k: v for k, v in config.items() if k not in ("training", "holdout", "out")},
-    }
+                for name, table in tables.items()}
+    if holdout is None:
+        return official
+    accuracy, copy = official["accuracy"], official.pop("copy")["overall"]
+    return official | {"accuracy_copy": copy, "gap_closed": gap_closed(accuracy["overall"], accuracy["overall_max"], copy)}
