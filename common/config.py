@@ -131,6 +131,7 @@ RULES: dict[str, Rule] = {
     # privacy and reporting
     "max_dcr_share": Rule(float, above=0.5, high=1),
     "privacy_sample_rows": _count(low=100),
+    "privacy_polish_rows": _count(low=1),
     "qa_report": Rule(bool),
     "qa_embedding_rows": _count(low=100, optional=True),
 }

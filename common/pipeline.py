@@ -50,7 +50,7 @@ from common.io import (
 from common.metric import evaluate, gap_closed
 from common.privacy import PrivacyGuard, compared_columns, unit_hashes
 from common.report import qa_report, step_plot, summary_table
-from common.select import SelectionSettings, select_units
+from common.select import SelectionSettings, refine_among, select_units
 from common.targets import build_problem
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -259,7 +259,8 @@ def run(challenge: str, config: dict) -> dict:
                     "training and sampling took longer than estimated; the submission may be weak")
 
     clock = time.monotonic()
-    guard = PrivacyGuard(training, holdout, key, config["max_dcr_share"], config["seed"], config["privacy_sample_rows"])
+    guard = PrivacyGuard(training, holdout, key, config["max_dcr_share"], config["seed"], config["privacy_sample_rows"],
+                         config["privacy_polish_rows"])
     pool = guard.drop_copies(pool, log)
     if count_units(pool, key) < n_target:
         raise DataError(f"privacy: the pool has fewer {unit} than the target ({n_target:,}) once training copies are left out: "
@@ -279,9 +280,14 @@ def run(challenge: str, config: dict) -> dict:
         log.info(f"{step}: expected accuracy {expected:.5f} ({step_seconds:.0f} s)")
 
     rng = np.random.default_rng(config["seed"])
-    units = select_units(problem, SelectionSettings.from_config(config), budget.selection, rng, on_step)
+    selection = SelectionSettings.from_config(config)
+    units = select_units(problem, selection, budget.selection, rng, on_step)
     clock = time.monotonic()
-    units = guard.enforce(problem, pool, units, log)
+
+    def polish(units: np.ndarray, candidates: np.ndarray) -> np.ndarray:  # half of what is left of the budget at most
+        return refine_among(problem, units, candidates, selection, time.monotonic() + 0.5 * (budget.end - time.monotonic()), rng)
+
+    units = guard.enforce(problem, pool, units, log, polish, budget.end)
     on_step("privacy", units, time.monotonic() - clock)
 
     submission = _submission(pool, problem, units, training, key)

@@ -10,28 +10,34 @@ Two checks, each with a repair, so that a run writes a private submission rather
   (numbers through quantiles, text through its language embeddings, unit length), L2 nearest neighbours, and the
   highest share over qa's column groups (all columns, three correlated and three random subsets). When the share
   is above `max_dcr_share` by more than its sampling noise allows, the selected units closest to training
-  (relative to the reference) are swapped for pool units that sit nearer the reference, chosen by objective
-  cost, and the share is measured again. Only when that fails does the run stop. "Within the limit" means three
-  standard errors below it (qa measures on a sample of its own, whose noise adds to ours), or, for small
-  submissions where that is out of reach, at most one standard error above 0.5. Each measurement averages three
-  fresh draws of rows and of qa's random column groups, and repairs choose units by their closeness averaged over
-  other draws, so that a repair cannot pass by fitting the noise of the draws that judge it.
+  (relative to the reference) are swapped for pool units that sit nearer the reference, chosen by objective cost,
+  and the share is measured again. Those swaps cost accuracy; once the share passes, the selection is polished:
+  swap refinement whose candidates are only pool units nearer the reference than training (and no training
+  copies), which wins most of it back; the share is measured again. Only when repairs fail does the run stop.
+  "Within the limit" means three standard errors below it (qa measures on a sample of its own, whose noise adds to
+  ours), or, for small submissions where that is out of reach, at most one standard error above 0.5. Each
+  measurement averages three fresh draws of rows and of qa's random column groups, and repairs choose units by their
+  closeness averaged over other draws, so that a repair cannot pass by fitting the noise of the draws that judge it.
 
 The reference is the holdout when one is given, else a random half of the training units (both halves were seen
 in training, so the DCR check then catches only gross copying; the identical-copy check always compares with
 every training unit). Identifier-like columns (text or integers unique to nearly every row) are left out of both
 checks: a copied row under a fresh identifier is still a copy, and an identifier never makes two rows close.
 
-The holdout serves only these checks and the final scores; it never steers training or selection otherwise.
+The holdout serves only these checks (and the candidates the repairs may use) and the final scores; it never steers
+training or the selection's objective.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 
 import numpy as np
 import pandas as pd
+
+from typing import Callable
 
 from common.io import DataError, unit_name
 from common.refine import replace_units
@@ -42,6 +48,9 @@ MIN_DISTANCE_ROWS = 50  # fewer rows on either side: no DCR share (reported as s
 REPAIR_ROUNDS = 10
 MEASURE_DRAWS = 3  # draws whose DCR shares are averaged for each measurement
 SCORING_DRAWS = 3  # draws whose closeness is averaged to choose the units a repair swaps
+POLISH_DRAWS = 3  # draws whose closeness is averaged to choose the polish's candidates
+POLISH_DRAW = 100_000  # the first of those draws (measurements and repairs use draws below it)
+POLISH_MIN_SECONDS = 60  # a polish needs at least this much time before the run's end
 REPAIR_MARGIN = 2.0  # a repair swaps enough to lower the share by this many times the excess, as measured in its
 # draws: a unit's measured closeness is partly noise, so a swap lowers the share on a fresh draw by less
 SEQUENCE_LENGTH_COLUMN = "Sequence Length"  # qa's name for the length column it adds to sequential rows
@@ -155,8 +164,11 @@ class PrivacyGuard:
     where needed); `report` holds the figures for metrics.json."""
 
     def __init__(self, training: pd.DataFrame, holdout: pd.DataFrame | None, key: str | None, max_dcr_share: float,
-                 seed: int, n_sample: int = 10_000):
-        self.key, self.max_dcr_share, self.seed = key, max_dcr_share, seed
+                 seed: int, n_sample: int = 10_000, polish_rows: int = 60_000):
+        self.key, self.max_dcr_share, self.seed, self.polish_rows = key, max_dcr_share, seed, polish_rows
+        self.repairs: list[dict] = []  # one entry per DCR repair: the share it started from, units swapped
+        self.n_measured = 0  # DCR measurements made (each on draws of its own)
+        self.far: np.ndarray | None = None  # the polish's candidates, once scored
         self.rng = np.random.default_rng(seed)
         self.columns = compared_columns(training, key)
         identifiers = [c for c in training.columns if c != key and c not in self.columns]
@@ -231,15 +243,40 @@ class PrivacyGuard:
         codes, _ = pd.factorize(pool[self.key])
         return pool.loc[~np.isin(codes, dropped)].reset_index(drop=True)
 
-    def enforce(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray, log: logging.Logger) -> np.ndarray:
+    def enforce(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray, log: logging.Logger,
+                polish: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None, until: float = math.inf) -> np.ndarray:
         """`units` without training copies beyond the reference's rate and with a DCR share within the limit (both
-        repaired by swaps where needed); raises `DataError` when the pool cannot provide a private selection."""
+        repaired by swaps where needed); raises `DataError` when the pool cannot provide a private selection.
+
+        `polish(units, candidates)` is swap refinement among the given pool units: once swaps of the units nearest
+        training (which cost accuracy) have brought the share within the limit, it wins back accuracy with candidates
+        nearer the reference than training, while `until` (`time.monotonic()`) leaves time; the share is then
+        measured again (and repaired, should the polish have raised it)."""
         units = self._without_copies(problem, pool, np.sort(units), log)
         if "dcr_note" not in self.report:
-            units = self._within_dcr_limit(problem, pool, units, log)
+            units = self._within_dcr_limit(problem, pool, units, log, polish, until)
         self.report["identical_training"] = int(self.is_copy(problem, pool, units).sum())
         self.report["identical_reference"] = int(self.is_copy(problem, pool, units, self.reference_hashes).sum())
         return units
+
+    def _polish(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray, polish, log: logging.Logger) -> tuple[np.ndarray, int]:
+        """`polish` among free pool units, of `polish_rows` rows in all, that sit nearer the reference than training
+        (closeness averaged over draws no measurement uses) and copy no training unit (scored once); returns the
+        units and how many were swapped."""
+        if self.far is None:
+            free = self.rng.permutation(np.setdiff1d(np.arange(problem.n_units), units))
+            free = free[: max(int(np.searchsorted(np.cumsum(problem.pool_groups.length[free]), self.polish_rows)), 1)]
+            spaces = [self._space(POLISH_DRAW + k) for k in range(POLISH_DRAWS)]
+            candidates, closeness = self._unit_closeness(spaces, problem, pool, free)
+            candidates = candidates[closeness < 0.5]
+            self.far = candidates[~self.is_copy(problem, pool, candidates)]
+            self.report["polish_candidates"] = {"scored": int(len(free)), "nearer_the_reference": int(len(self.far))}
+            log.info(f"privacy: {len(self.far):,} of {len(free):,} pool {unit_name(self.key)} scored sit nearer the "
+                     "reference than training: the candidates of the polish")
+        polished = np.sort(polish(units, self.far))
+        swapped = int(len(np.setdiff1d(polished, units)))
+        log.info(f"privacy: polished the selection: {swapped:,} {unit_name(self.key)} swapped for candidates nearer the reference")
+        return polished, swapped
 
     def _without_copies(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray, log: logging.Logger) -> np.ndarray:
         is_copy = self.is_copy(problem, pool, units)
@@ -276,7 +313,8 @@ class PrivacyGuard:
         n = min(int(np.searchsorted(lowered, REPAIR_MARGIN * excess * len(units))) + 1, len(order), len(candidates))
         return replace_units(problem, units, selected[order[:n]], candidates), n
 
-    def _within_dcr_limit(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray, log: logging.Logger) -> np.ndarray:
+    def _within_dcr_limit(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray, log: logging.Logger,
+                          polish, until: float) -> np.ndarray:
         n_rows = min(self.n_sample, int(problem.pool_groups.length[units].sum()))
         se = math.sqrt(0.25 / n_rows)  # the standard error of a share measured on n_rows rows
         # The share (the mean of MEASURE_DRAWS draws) must stay 3 standard errors below the limit, as qa's own sample
@@ -284,34 +322,48 @@ class PrivacyGuard:
         # as near the reference as training within its noise, and pushing it lower would only fit noise.
         bar = min(max(self.max_dcr_share - 3 * se, 0.5 + se), self.max_dcr_share)
         target = bar - se  # where repairs aim
-        repairs = []
+        last, passed = None, None  # the last repair ("nearest" or "polish"); the last selection that passed, its figures
         for round_ in range(REPAIR_ROUNDS + 1):
-            draws = [self._space(MEASURE_DRAWS * round_ + k).measure(self._rows(problem, pool, units, self.n_sample)[0])
-                     for k in range(MEASURE_DRAWS)]
-            share, figures = float(np.mean([d["share"] for d in draws])), draws[0]
+            share, figures = self._measure(problem, pool, units)
             log.info(f"privacy: DCR share {share:.3f} on {n_rows:,} rows (mean of {MEASURE_DRAWS} draws; passes at {bar:.3f}: "
                      f"the limit {self.max_dcr_share} less sampling noise), NNDR {figures['nndr_training']:.3f} to training, "
                      f"{figures['nndr_reference']:.3f} to the reference")
-            if share <= bar or round_ == REPAIR_ROUNDS:
+            if share <= bar:
+                passed = units, share, figures
+                if polish is None or last != "nearest" or round_ == REPAIR_ROUNDS or until - time.monotonic() < POLISH_MIN_SECONDS:
+                    break
+                (units, n), last = self._polish(problem, pool, units, polish, log), "polish"  # measured next round
+            elif round_ == REPAIR_ROUNDS:
                 break
-            scoring = [1_000 * (round_ + 1) + k for k in range(SCORING_DRAWS)]  # draws no measurement uses
-            units, n = self._repair(problem, pool, units, share - target, scoring)
-            if n == 0:
-                break
-            repairs.append({"dcr_share": round(share, 4), "swapped": int(n)})
-            log.info(f"privacy: swapped {n:,} selected units nearer training than the reference for pool units nearer the "
-                     "reference (chosen by objective cost)")
+            else:
+                scoring = [1_000 * (len(self.repairs) + 1) + k for k in range(SCORING_DRAWS)]  # draws no measurement uses
+                units, n = self._repair(problem, pool, units, share - target, scoring)
+                if n == 0:
+                    break
+                last = "nearest"
+                log.info(f"privacy: swapped {n:,} selected units nearer training than the reference for pool units nearer "
+                         "the reference (chosen by objective cost)")
+            self.repairs.append({"dcr_share": round(share, 4), "by": last, "swapped": int(n)})
+        if share > bar and passed is not None:
+            units, share, figures = passed
         self.report.update({
             "dcr_share": round(share, 4), "dcr_sample_rows": n_rows, "dcr_passes_at": round(bar, 4),
             "dcr_training": round(figures["dcr_training"], 4), "dcr_reference": round(figures["dcr_reference"], 4),
             "nndr_ratio": round(figures["nndr_training"] / figures["nndr_reference"], 4) if figures["nndr_reference"] > 1e-6 else None,
-            "dcr_repairs": repairs, "distance_rows": self.n_sample, "dcr_draws": MEASURE_DRAWS,
+            "dcr_repairs": self.repairs, "distance_rows": self.n_sample, "dcr_draws": MEASURE_DRAWS,
         })
         if self.report["nndr_ratio"] is None:
             self.report["nndr_note"] = "the reference's own NNDR is 0 (exact row matches are common in this data)"
         if share > bar:
-            raise DataError(f"privacy: the selection's DCR share is {share:.3f} after {len(repairs)} repairs, above {bar:.3f} "
+            raise DataError(f"privacy: the selection's DCR share is {share:.3f} after {len(self.repairs)} repairs, above {bar:.3f} "
                             f"(the limit {self.max_dcr_share} less sampling noise): the pool holds too few units nearer the "
                             "reference than training; no submission written (sample a larger pool, raise the temperature, "
                             "or train fewer epochs)")
         return units
+
+    def _measure(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray) -> tuple[float, dict]:
+        """The DCR share of the selection, the mean over MEASURE_DRAWS draws of its own, and the first draw's figures."""
+        draws = [self._space(MEASURE_DRAWS * self.n_measured + k).measure(self._rows(problem, pool, units, self.n_sample)[0])
+                 for k in range(MEASURE_DRAWS)]
+        self.n_measured += 1
+        return float(np.mean([d["share"] for d in draws])), draws[0]

@@ -64,8 +64,7 @@ def select_units(
         clock = time.monotonic()
         return units
 
-    swaps = dict(n_candidates=settings.n_candidates, chunk=settings.refine_chunk, temperature=settings.refine_temperature,
-                 patience=settings.refine_patience, n_finalists=settings.refine_finalists)
+    swaps = _swap_knobs(settings)
     done("random", np.sort(rng.choice(problem.n_units, problem.n_target, replace=False)))
     weights = ipf(problem, settings.ipf_pairs, settings.ipf_passes, until(settings.ipf_time_share))
     size = min(int(settings.oversize * problem.n_target), problem.n_units)
@@ -75,5 +74,23 @@ def select_units(
         coherence_deadline = time.monotonic() + settings.coherence_share * max(deadline - time.monotonic(), 0.0)
         units = done("coherence", refine(problem, units, rng, coherence_deadline, candidate_weights=weights,
                                          table_beta=np.zeros_like(problem.table_beta), name="coherence", **swaps))
-    screen = np.flatnonzero(np.isin(problem.table_kind, settings.screen_tables)) if settings.screen_tables else None
-    return done("refine", refine(problem, units, rng, deadline, candidate_weights=weights, screen_tables=screen, **swaps))
+    return done("refine", refine(problem, units, rng, deadline, candidate_weights=weights, screen_tables=_screen(problem, settings), **swaps))
+
+
+def refine_among(problem: Problem, units: np.ndarray, candidates: np.ndarray, settings: SelectionSettings, deadline: float,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Swap refinement of `units` whose candidates are only the given pool units (e.g. those the privacy guard allows)."""
+    weights = np.zeros(problem.n_units)
+    weights[candidates] = 1.0
+    return refine(problem, units, rng, deadline, candidate_weights=weights, screen_tables=_screen(problem, settings),
+                  name="polish", **_swap_knobs(settings))
+
+
+def _swap_knobs(settings: SelectionSettings) -> dict:
+    return dict(n_candidates=settings.n_candidates, chunk=settings.refine_chunk, temperature=settings.refine_temperature,
+                patience=settings.refine_patience, n_finalists=settings.refine_finalists)
+
+
+def _screen(problem: Problem, settings: SelectionSettings) -> np.ndarray | None:
+    """The frame tables that pre-rank candidates (`screen_tables` kinds), or None."""
+    return np.flatnonzero(np.isin(problem.table_kind, settings.screen_tables)) if settings.screen_tables else None

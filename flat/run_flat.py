@@ -23,7 +23,7 @@ CONFIG = dict(
     seed=0,
     time_budget_min=90,       # the whole run up to the written submission; training gets what the later steps leave
     selection_minutes=5,      # kept for the selection (training is cut short to leave it)
-    finish_minutes=2,         # kept at the end for the privacy check, scores and writing
+    finish_minutes=4,         # kept at the end for the privacy check (repairs and polish), scores and writing
     # generator (MOSTLY AI SDK, TabularARGN)
     model="MOSTLY_AI/Medium",
     max_epochs=100,
@@ -51,6 +51,7 @@ CONFIG = dict(
     # privacy (common/privacy.py)
     max_dcr_share=0.52,       # qa's DCR share the submission must stay under (repaired by swaps when above)
     privacy_sample_rows=10_000,  # rows of selection, training and reference whose distances are measured (as qa)
+    privacy_polish_rows=60_000,  # pool rows scored for the polish after DCR repairs (its candidates: those nearer the reference)
     # reporting (common/report.py)
     qa_report=True,           # the official mostlyai-qa HTML report, after the submission (demo data, 2 cores: 4 min)
     qa_embedding_rows=10_000,  # rows of its similarity and distance sections (None: all; the cost grows with the square)

@@ -78,6 +78,33 @@ def test_a_selection_that_hugs_training_is_repaired_from_the_pool():
     assert len(units) == 600 and (units < 600).sum() < 150
 
 
+def test_after_repairs_a_polish_among_units_nearer_the_reference_wins_back_accuracy():
+    from common.select import SelectionSettings, refine_among
+    from flat.run_flat import CONFIG
+
+    training, holdout = flat_table(600, 1), flat_table(600, 2)
+    pool = pd.concat([near_copies(training, 5), flat_table(3_000, 3)], ignore_index=True)
+    problem = build_problem(training, pool, n_target=600)
+    selection = np.concatenate([np.arange(300), 600 + np.arange(300)])
+    repaired = PrivacyGuard(training, holdout, None, max_dcr_share=0.52, seed=0).enforce(problem, pool, selection, LOG)
+    swapped_in, offered = [], []
+
+    def polish(units, candidates):
+        polished = refine_among(problem, units, candidates, SelectionSettings.from_config(CONFIG), float("inf"), np.random.default_rng(0))
+        swapped_in.append(np.setdiff1d(polished, units))
+        offered.append(candidates)
+        return polished
+
+    guard = PrivacyGuard(training, holdout, None, max_dcr_share=0.52, seed=0, polish_rows=2_000)
+    polished = guard.enforce(problem, pool, selection, LOG, polish)
+    report = guard.report
+    assert [r["by"] for r in report["dcr_repairs"]][-1] == "polish" and report["dcr_share"] <= report["dcr_passes_at"]
+    assert all(np.isin(units, candidates).all() for units, candidates in zip(swapped_in, offered, strict=True))
+    assert not np.isin(offered[0], np.arange(600)).any()  # no near copy of a training row is a candidate
+    accuracy = [problem.accuracy(problem.histogram(units))["overall"] for units in (repaired, polished)]
+    assert accuracy[1] > accuracy[0]
+
+
 def test_a_pool_of_near_copies_stops_the_run():
     training, holdout = sequential_table(150, 1, key_prefix="t"), sequential_table(150, 2, key_prefix="h")
     noisy = pd.concat([training.assign(value=training["value"] + shift, key=f"p{shift}" + training["key"])
