@@ -80,6 +80,8 @@ def select_units(
 def refine_among(problem: Problem, units: np.ndarray, candidates: np.ndarray, settings: SelectionSettings, deadline: float,
                  rng: np.random.Generator) -> np.ndarray:
     """Swap refinement of `units` whose candidates are only the given pool units (e.g. those the privacy guard allows)."""
+    if not len(candidates):
+        return units
     weights = np.zeros(problem.n_units)
     weights[candidates] = 1.0
     return refine(problem, units, rng, deadline, candidate_weights=weights, screen_tables=_screen(problem, settings),
