@@ -135,3 +135,20 @@ def test_every_knob_of_the_entry_scripts_has_a_rule():
     for defaults, profiles in ((FLAT, FLAT_PROFILES), (SEQUENTIAL, SEQUENTIAL_PROFILES)):
         for profile in profiles.values():
             check_config({**defaults, **profile})  # raises on an unknown knob or a default out of range
+
+
+def test_every_setting_the_recipe_reads_is_a_checked_knob():
+    """The settings dataclasses take their fields from CONFIG by name: each field must be a knob with a rule."""
+    import dataclasses
+
+    from common.config import RULES
+    from common.generate import GeneratorSettings
+    from common.select import SelectionSettings
+    from flat.run_flat import CONFIG as FLAT
+    from sequential.run_sequential import CONFIG as SEQUENTIAL
+
+    for settings in (GeneratorSettings, SelectionSettings):
+        for field in dataclasses.fields(settings):
+            assert field.name in RULES, field.name
+            if field.default is dataclasses.MISSING:
+                assert field.name in FLAT and field.name in SEQUENTIAL, field.name
