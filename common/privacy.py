@@ -346,7 +346,8 @@ class PrivacyGuard:
             self.repairs.append({"dcr_share": round(share, 4), "by": last, "swapped": int(n)})
         if share > bar and passed is not None:
             units, share, figures = passed
-            log.info(f"privacy: keeping the last selection that passed (DCR share {share:.3f}): the repairs ran out of rounds")
+            log.info(f"privacy: the polish lifted the share again and the repairs did not bring it back: keeping the last "
+                     f"selection that passed (DCR share {share:.3f})")
         self.report.update({
             "dcr_share": round(share, 4), "dcr_sample_rows": n_rows, "dcr_passes_at": round(bar, 4),
             "dcr_training": round(figures["dcr_training"], 4), "dcr_reference": round(figures["dcr_reference"], 4),
