@@ -33,11 +33,10 @@ from __future__ import annotations
 import logging
 import math
 import time
+from typing import Callable
 
 import numpy as np
 import pandas as pd
-
-from typing import Callable
 
 from common.io import DataError, unit_name
 from common.refine import replace_units

@@ -74,7 +74,8 @@ def select_units(
         coherence_deadline = time.monotonic() + settings.coherence_share * max(deadline - time.monotonic(), 0.0)
         units = done("coherence", refine(problem, units, rng, coherence_deadline, candidate_weights=weights,
                                          table_beta=np.zeros_like(problem.table_beta), name="coherence", **swaps))
-    return done("refine", refine(problem, units, rng, deadline, candidate_weights=weights, screen_tables=_screen(problem, settings), **swaps))
+    screen = _screen(problem, settings)
+    return done("refine", refine(problem, units, rng, deadline, candidate_weights=weights, screen_tables=screen, **swaps))
 
 
 def refine_among(problem: Problem, units: np.ndarray, candidates: np.ndarray, settings: SelectionSettings, deadline: float,
