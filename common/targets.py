@@ -249,15 +249,14 @@ class CoherenceCells:
         trn_counts, trn_holds = tables.histograms(trn_column, self.trn_groups)
         rows = np.arange(len(count_cell))
         ones = np.ones(len(count_cell), np.float32)
-        self._add(scipy.sparse.csr_matrix((ones, (rows, count_cell)), shape=(len(count_cell), len(trn_counts))), trn_counts, 1.0)
-        slots_per_sequence = trn_holds.sum() / self.trn_groups.n_groups  # the table's norm
-        self._add(scipy.sparse.csr_matrix(holds.astype(np.float32)), trn_holds, slots_per_sequence)
-
-    def _add(self, block, trn_counts, norm) -> None:
-        self.blocks.append(block)
-        self.targets.append(trn_counts * self.scale)
-        self.norms.append(norm)
-        self.kinds.append(COHERENCE_KINDS[len(self.kinds) % 2])
+        count_block = scipy.sparse.csr_matrix((ones, (rows, count_cell)), shape=(len(count_cell), len(trn_counts)))
+        slots_per_sequence = trn_holds.sum() / self.trn_groups.n_groups  # the norm of the sequences-per-category table
+        blocks = (count_block, scipy.sparse.csr_matrix(holds.astype(np.float32)))
+        for kind, block, counts, norm in zip(COHERENCE_KINDS, blocks, (trn_counts, trn_holds), (1.0, slots_per_sequence), strict=True):
+            self.blocks.append(block)
+            self.targets.append(counts * self.scale)
+            self.norms.append(norm)
+            self.kinds.append(kind)
 
     def result(self) -> tuple:
         """(units x cells CSR matrix, table offsets, table kinds, target counts, table norms)."""
