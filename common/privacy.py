@@ -8,16 +8,17 @@ Two checks, each with a repair, so that a run writes a private submission rather
 - DCR share: of a sample of selected rows, the share closer to the training rows than to the reference rows
   (ties count half), computed as mostlyai-qa computes it, with its own code: rows embedded by qa's encoder
   (numbers through quantiles, text through its language embeddings, unit length), L2 nearest neighbours, and the
-  highest share over qa's column groups (all columns, three correlated and three random subsets). When the share
-  is above `max_dcr_share` by more than its sampling noise allows, the selected units closest to training
-  (relative to the reference) are swapped for pool units that sit nearer the reference, chosen by objective cost,
-  and the share is measured again. Those swaps cost accuracy; once the share passes, the selection is polished:
-  swap refinement whose candidates are only pool units nearer the reference than training (and no training
-  copies), which wins most of it back; the share is measured again. Only when repairs fail does the run stop.
-  "Within the limit" means three standard errors below it (qa measures on a sample of its own, whose noise adds to
-  ours), or, for small submissions where that is out of reach, at most one standard error above 0.5. Each
-  measurement averages three fresh draws of rows and of qa's random column groups, and repairs choose units by their
-  closeness averaged over other draws, so that a repair cannot pass by fitting the noise of the draws that judge it.
+  highest share over qa's column groups (all columns, three correlated and three random subsets). qa's share is
+  noisy (it samples 10,000 rows of each side), so the guard judges the chance that qa finds the selection over
+  `max_dcr_share`: each column group's expected share (the chance, per row, that qa's draw finds it nearer training,
+  worked out from its nearest neighbours among several times qa's sample of each side: the systematic part, which
+  repairs can change) plus noise as large as the measured shares stray from the expected ones, summed over the
+  groups. When that chance is above three standard errors' worth (0.13 %), the selected units nearest training
+  (by expected closeness on draws no measurement uses, in the groups where the selection sits nearer training) are
+  swapped for pool units that sit nearer the reference, chosen by objective cost, and the share is measured again.
+  Those swaps cost accuracy; once the share passes, the selection is polished: swap refinement whose candidates are
+  only pool units nearer the reference than training (and no training copies), which wins most of it back; the
+  share is measured again. Only when repairs fail does the run stop.
 
 The reference is the holdout when one is given, else a random half of the training units (both halves were seen
 in training, so the DCR check then catches only gross copying; the identical-copy check always compares with
@@ -35,8 +36,10 @@ import math
 import time
 from typing import Callable
 
+import numba
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from common.io import DataError, unit_name
 from common.refine import replace_units
@@ -46,12 +49,16 @@ IDENTIFIER_SHARE = 0.95  # a column whose values are unique in at least this sha
 MIN_DISTANCE_ROWS = 50  # fewer rows on either side: no DCR share (reported as such)
 REPAIR_ROUNDS = 10
 MEASURE_DRAWS = 3  # draws whose DCR shares are averaged for each measurement
-SCORING_DRAWS = 3  # draws whose closeness is averaged to choose the units a repair swaps
-POLISH_DRAWS = 3  # draws whose closeness is averaged to choose the polish's candidates
-POLISH_DRAW = 100_000  # the first of those draws (measurements and repairs use draws below it)
+SCORING_DRAWS = 3  # draws whose column groups a repair's closeness covers (qa's random groups differ by draw)
+SCORING_ROWS = 8  # the rows of each side a scoring draw holds, in multiples of qa's sample (all, when fewer)
+NEIGHBOURS = 64  # nearest rows of each side that decide a row's expected closeness
+TIE = 1e-6  # distances this close count as a tie (qa counts exact ties half)
+POLISH_DRAW = 100_000  # the draw that scores the polish's candidates (measurements and repairs use others)
+EXPECTED_DRAW = 200_000  # the first of the draws whose expected shares judge the selection
+ACCEPTED_RISK = float(norm.sf(3.0))  # the chance of qa's share reaching the limit that passes: three standard errors
 POLISH_MIN_SECONDS = 60  # a polish needs at least this much time before the run's end
-REPAIR_MARGIN = 2.0  # a repair swaps enough to lower the share by this many times the excess, as measured in its
-# draws: a unit's measured closeness is partly noise, so a swap lowers the share on a fresh draw by less
+REPAIR_MARGIN = 2.0  # a repair swaps enough to lower the expected share by this many times the excess: units are
+# chosen by their closeness on draws of their own, whose random column groups are not those of the measurement
 SEQUENCE_LENGTH_COLUMN = "Sequence Length"  # qa's name for the length column it adds to sequential rows
 
 
@@ -108,23 +115,25 @@ def _qa_rows(df: pd.DataFrame, key: str | None, columns: list[str], lengths: np.
 class DistanceSpace:
     """qa's distance space, fitted on equally sized samples of training and reference rows: `measure(rows)` gives the
     DCR share of a table's rows as qa computes it, and per row and column group whether the row sits closer to
-    training (1), to the reference (0) or at a tie (0.5)."""
+    training (1), to the reference (0) or at a tie (0.5); `expected_closeness(rows, n_drawn)` gives the chance of each
+    when qa draws only `n_drawn` of the space's rows on each side."""
 
-    def __init__(self, training_rows: pd.DataFrame, reference_rows: pd.DataFrame, seed: int):
+    def __init__(self, training_rows: pd.DataFrame, reference_rows: pd.DataFrame, seed: int, groups: list[np.ndarray] | None = None):
         from mostlyai.qa._distances import split_columns_into_correlated_groups, split_columns_into_random_groups
         from sklearn.neighbors import NearestNeighbors
 
         self.seed = seed
         self.training_rows, self.reference_rows = training_rows, reference_rows
         trn, ref = self._encode(reference_rows, with_originals=True)
-        np.random.seed(seed)  # qa draws its column groups from the global random state
-        together = np.vstack([trn, ref])
-        self.groups = [np.arange(trn.shape[1])]
-        if trn.shape[1] > 10:
-            self.groups += split_columns_into_correlated_groups(together, k=3) + split_columns_into_random_groups(together, k=3)
-        self.groups = [np.asarray(g) for g in self.groups if len(g)]
-        self.index = [(NearestNeighbors(n_neighbors=2, algorithm="brute").fit(trn[:, g]),
-                       NearestNeighbors(n_neighbors=2, algorithm="brute").fit(ref[:, g])) for g in self.groups]
+        if groups is None:  # qa's column groups
+            np.random.seed(seed)  # qa draws its column groups from the global random state
+            together = np.vstack([trn, ref])
+            groups = [np.arange(trn.shape[1])]
+            if trn.shape[1] > 10:
+                groups += split_columns_into_correlated_groups(together, k=3) + split_columns_into_random_groups(together, k=3)
+        self.groups = [np.asarray(g) for g in groups if len(g)]
+        self.index = [(NearestNeighbors(n_neighbors=2).fit(trn[:, g]),
+                       NearestNeighbors(n_neighbors=2).fit(ref[:, g])) for g in self.groups]
 
     def _encode(self, rows: pd.DataFrame, with_originals: bool = False):
         from mostlyai.qa._embeddings import encode_data
@@ -139,6 +148,19 @@ class DistanceSpace:
         return [(trn.kneighbors(embedded[:, g])[0], ref.kneighbors(embedded[:, g])[0])
                 for (trn, ref), g in zip(self.index, self.groups, strict=True)]
 
+    def expected_closeness(self, rows: pd.DataFrame, n_drawn: int) -> np.ndarray:
+        """Per row and column group (rows x groups), the chance that the row sits nearer training than the reference
+        (a tie counting half) in qa's measurement on `n_drawn` rows drawn from each side of this space: worked out from
+        the row's nearest rows on either side rather than sampled, so that a unit's score is its systematic closeness
+        and not the luck of one draw (on the prize SEQUENTIAL data, a row's expected closeness correlates 0.17 with
+        its closeness in a fresh draw, an average of three draws 0.04)."""
+        embedded = self._encode(rows)
+        k = min(NEIGHBOURS, len(self.training_rows), len(self.reference_rows))
+        kept = (min(n_drawn / len(self.training_rows), 1.0), min(n_drawn / len(self.reference_rows), 1.0))
+        return np.stack([_chance_nearer_training(trn.kneighbors(embedded[:, g], n_neighbors=k)[0],
+                                                 ref.kneighbors(embedded[:, g], n_neighbors=k)[0], *kept)
+                         for (trn, ref), g in zip(self.index, self.groups, strict=True)], axis=1)
+
     def measure(self, rows: pd.DataFrame) -> dict:
         """qa's figures for these rows: DCR share (the highest over the column groups) with the mean DCRs and NNDRs of
         that group, each group's share, and each row's closeness to training in each group (rows x groups: 1 closer to
@@ -150,6 +172,33 @@ class DistanceSpace:
         return {"share": float(shares.max()), "group_shares": shares, "closeness": closeness,
                 "dcr_training": float(d_trn[:, 0].mean()), "dcr_reference": float(d_ref[:, 0].mean()),
                 "nndr_training": _nndr(d_trn), "nndr_reference": _nndr(d_ref)}
+
+
+@numba.njit(cache=True)
+def _chance_nearer_training(d_trn: np.ndarray, d_ref: np.ndarray, kept_trn: float, kept_ref: float) -> np.ndarray:
+    """Per row: the chance that the nearest of the training rows a draw keeps (each with chance `kept_trn`) is nearer
+    than the nearest of the reference rows it keeps (`kept_ref`), a tie counting half, from the distances to each
+    side's nearest rows (rows x k, ascending). Walks the distances upwards level by level; what the k nearest rows
+    leave undecided counts half."""
+    n, k = d_trn.shape
+    out = np.empty(n)
+    for i in range(n):
+        a = b = 0
+        undecided, chance = 1.0, 0.0
+        while a < k and b < k and undecided > 1e-9:
+            level = min(d_trn[i, a], d_ref[i, b])
+            n_trn = n_ref = 0
+            while a < k and d_trn[i, a] <= level + TIE:
+                a += 1
+                n_trn += 1
+            while b < k and d_ref[i, b] <= level + TIE:
+                b += 1
+                n_ref += 1
+            hit_trn, hit_ref = 1.0 - (1.0 - kept_trn) ** n_trn, 1.0 - (1.0 - kept_ref) ** n_ref
+            chance += undecided * (hit_trn * (1.0 - hit_ref) + 0.5 * hit_trn * hit_ref)
+            undecided *= (1.0 - hit_trn) * (1.0 - hit_ref)
+        out[i] = chance + 0.5 * undecided
+    return out
 
 
 def _nndr(distances: np.ndarray) -> float:
@@ -194,13 +243,14 @@ class PrivacyGuard:
         elif self.n_sample < MIN_DISTANCE_ROWS:
             self.report["dcr_note"] = f"too few rows for distances ({self.n_sample} on the smaller side, {MIN_DISTANCE_ROWS} needed)"
 
-    def _space(self, draw: int) -> DistanceSpace:
-        """A distance space on a fresh draw of training and reference rows (and of qa's random column groups): each
-        measurement gets one the repairs before it did not see, so that a repair cannot fit one draw's noise."""
-        rng = np.random.default_rng([self.seed, draw])
-        samples = [rows.iloc[np.sort(rng.choice(len(rows), self.n_sample, replace=False))].reset_index(drop=True)
+    def _space(self, draw: int, scale: int = 1, groups: list[np.ndarray] | None = None) -> DistanceSpace:
+        """A distance space on a fresh draw of `scale` times qa's sample of training and reference rows (all of them,
+        when fewer), and of qa's random column groups (unless `groups` are given): each measurement gets one the
+        repairs before it did not see, so that a repair cannot fit one draw's noise."""
+        rng = np.random.default_rng([self.seed, draw, scale])
+        samples = [rows.iloc[np.sort(rng.choice(len(rows), min(scale * self.n_sample, len(rows)), replace=False))].reset_index(drop=True)
                    for rows in (self.near_rows, self.reference_rows)]
-        return DistanceSpace(*samples, seed=self.seed * 1_000 + draw)
+        return DistanceSpace(*samples, seed=self.seed * 1_000 + draw, groups=groups)
 
     def is_copy(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray, of: np.ndarray | None = None) -> np.ndarray:
         """Which of the (sorted) `units` equal a training unit (or a unit whose hash is in `of`)."""
@@ -214,15 +264,16 @@ class PrivacyGuard:
         pick = np.arange(len(rows)) if n is None or n >= len(rows) else np.sort(self.rng.choice(len(rows), n, replace=False))
         return _qa_rows(pool.iloc[rows[pick]], self.key, self.columns, length[owner[pick]]), owner[pick]
 
-    def _unit_closeness(self, spaces: list[DistanceSpace], problem: Problem, pool: pd.DataFrame,
-                        units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The (sorted) units and how close each one's rows sit to training rather than the reference (1: nearer
-        training, 0: nearer the reference), averaged over every column group of several draws: one draw's closeness
-        of a row is mostly the noise of which rows that draw holds."""
+    def _group_closeness(self, spaces: list[DistanceSpace], problem: Problem, pool: pd.DataFrame,
+                         units: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The (sorted) units, how close each one's rows sit to training rather than the reference in each column
+        group of each space (units x groups; 1: nearer training, 0: nearer the reference; their expected closeness in
+        qa's measurement), and each unit's rows."""
         units = np.sort(units)
         rows, owner = self._rows(problem, pool, units)
-        closeness = np.mean([space.measure(rows)["closeness"].mean(axis=1) for space in spaces], axis=0)
-        return units, np.bincount(owner, closeness, len(units)) / np.bincount(owner, minlength=len(units))
+        n_rows = np.bincount(owner, minlength=len(units))
+        closeness = np.hstack([space.expected_closeness(rows, self.n_sample) for space in spaces])
+        return units, np.stack([np.bincount(owner, c, len(units)) for c in closeness.T], axis=1) / n_rows[:, None], n_rows
 
     def drop_copies(self, pool: pd.DataFrame, log: logging.Logger) -> pd.DataFrame:
         """The pool without most of its units that copy a training unit, before the selection sees it: it keeps a
@@ -265,9 +316,8 @@ class PrivacyGuard:
         if self.far is None:
             free = self.rng.permutation(np.setdiff1d(np.arange(problem.n_units), units))
             free = free[: max(int(np.searchsorted(np.cumsum(problem.pool_groups.length[free]), self.polish_rows)), 1)]
-            spaces = [self._space(POLISH_DRAW + k) for k in range(POLISH_DRAWS)]
-            candidates, closeness = self._unit_closeness(spaces, problem, pool, free)
-            candidates = candidates[closeness < 0.5]
+            candidates, closeness, _ = self._group_closeness([self._space(POLISH_DRAW, SCORING_ROWS)], problem, pool, free)
+            candidates = candidates[closeness.mean(axis=1) < 0.5]
             self.far = candidates[~self.is_copy(problem, pool, candidates)]
             self.report["polish_candidates"] = {"scored": int(len(free)), "nearer_the_reference": int(len(self.far))}
             log.info(f"privacy: {len(self.far):,} of {len(free):,} pool {unit_name(self.key)} scored sit nearer the "
@@ -294,14 +344,21 @@ class PrivacyGuard:
         log.info(f"privacy: swapping {excess:,} selected units that copy a training unit for other pool units")
         return replace_units(problem, units, drop, candidates)
 
-    def _repair(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray, excess: float, draws: list[int]) -> tuple[np.ndarray, int]:
+    def _repair(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray, excess: float, draw: int) -> tuple[np.ndarray, int]:
         """Swap selected units nearest training for pool units nearest the reference (clean of copies, chosen by
-        objective cost), enough to lower the DCR share by `excess`; returns the units and how many were swapped."""
-        spaces = [self._space(draw) for draw in draws]
+        objective cost), enough to lower the DCR share by `excess`; returns the units and how many were swapped.
+        Closeness is judged on the column groups (of SCORING_DRAWS draws of `SCORING_ROWS` times qa's sample) where the selection
+        sits nearer training, each weighted by how far: qa keeps the highest group's share, so swaps that lower the
+        others do not help."""
+        spaces = [self._space(draw + k, SCORING_ROWS) for k in range(SCORING_DRAWS)]
         estimate = math.ceil(2 * REPAIR_MARGIN * excess * len(units))  # units to swap if each lowers the share by half a unit
-        selected, near = self._unit_closeness(spaces, problem, pool, self.rng.permutation(units)[: 4 * estimate + 200])
+        selected, near, n_rows = self._group_closeness(spaces, problem, pool, self.rng.permutation(units)[: 4 * estimate + 200])
+        above = np.clip(n_rows @ near / n_rows.sum() - 0.5, 0, None)  # how far each group's share sits above 0.5
+        weights = above / above.sum() if above.sum() > 0 else np.full(len(above), 1 / len(above))
+        near = near @ weights
         free = np.setdiff1d(np.arange(problem.n_units), units)
-        candidates, far = self._unit_closeness(spaces, problem, pool, self.rng.permutation(free)[: 12 * estimate + 500])
+        candidates, far, _ = self._group_closeness(spaces, problem, pool, self.rng.permutation(free)[: 12 * estimate + 500])
+        far = far @ weights
         candidates, far = candidates[far < 0.5], far[far < 0.5]
         candidates = candidates[~self.is_copy(problem, pool, candidates)]
         order = np.argsort(-near, kind="stable")
@@ -315,56 +372,78 @@ class PrivacyGuard:
     def _within_dcr_limit(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray, log: logging.Logger,
                           polish, until: float) -> np.ndarray:
         n_rows = min(self.n_sample, int(problem.pool_groups.length[units].sum()))
-        se = math.sqrt(0.25 / n_rows)  # the standard error of a share measured on n_rows rows
-        # The share (the mean of MEASURE_DRAWS draws) must stay 3 standard errors below the limit, as qa's own sample
-        # adds its noise to ours. Where that is below 0.5 + se (small submissions), 0.5 + se passes: such a share is
-        # as near the reference as training within its noise, and pushing it lower would only fit noise.
-        bar = min(max(self.max_dcr_share - 3 * se, 0.5 + se), self.max_dcr_share)
-        target = bar - se  # where repairs aim
         last, passed = None, None  # the last repair ("nearest" or "polish"); the last selection that passed, its figures
         for round_ in range(REPAIR_ROUNDS + 1):
-            share, figures = self._measure(problem, pool, units)
-            log.info(f"privacy: DCR share {share:.3f} on {n_rows:,} rows (mean of {MEASURE_DRAWS} draws; passes at {bar:.3f}: "
-                     f"the limit {self.max_dcr_share} less sampling noise), NNDR {figures['nndr_training']:.3f} to training, "
-                     f"{figures['nndr_reference']:.3f} to the reference")
-            if share <= bar:
-                passed = units, share, figures
+            m = self._measure(problem, pool, units, n_rows)
+            log.info(f"privacy: DCR share {m['share']:.3f} on {n_rows:,} rows (as qa measures it, mean of {MEASURE_DRAWS} "
+                     f"draws), expected {m['expected']:.3f} in the nearest column group; with qa's noise ({m['noise']:.4f}) "
+                     f"the chance that qa finds it over the limit {self.max_dcr_share} is {m['risk']:.2%} (passes at "
+                     f"{ACCEPTED_RISK:.2%}); NNDR {m['nndr_training']:.3f} to training, {m['nndr_reference']:.3f} to the reference")
+            if m["passes"]:
+                passed = units, m
                 if polish is None or last != "nearest" or round_ == REPAIR_ROUNDS or until - time.monotonic() < POLISH_MIN_SECONDS:
                     break
                 (units, n), last = self._polish(problem, pool, units, polish, log), "polish"  # measured next round
             elif round_ == REPAIR_ROUNDS:
                 break
             else:
-                scoring = [1_000 * (len(self.repairs) + 1) + k for k in range(SCORING_DRAWS)]  # draws no measurement uses
-                units, n = self._repair(problem, pool, units, share - target, scoring)
+                scoring = 1_000 * (len(self.repairs) + 1)  # the first of SCORING_DRAWS draws no measurement uses
+                units, n = self._repair(problem, pool, units, m["excess"], scoring)
                 if n == 0:
                     break
                 last = "nearest"
                 log.info(f"privacy: swapped {n:,} selected units nearer training than the reference for pool units nearer "
                          "the reference (chosen by objective cost)")
-            self.repairs.append({"dcr_share": round(share, 4), "by": last, "swapped": int(n)})
-        if share > bar and passed is not None:
-            units, share, figures = passed
+            self.repairs.append({"dcr_share": round(m["share"], 4), "expected": round(m["expected"], 4),
+                                 "risk": round(m["risk"], 5), "by": last, "swapped": int(n)})
+        if not m["passes"] and passed is not None:
+            units, m = passed
             log.info(f"privacy: the polish lifted the share again and the repairs did not bring it back: keeping the last "
-                     f"selection that passed (DCR share {share:.3f})")
+                     f"selection that passed (expected DCR share {m['expected']:.3f})")
         self.report.update({
-            "dcr_share": round(share, 4), "dcr_sample_rows": n_rows, "dcr_passes_at": round(bar, 4),
-            "dcr_training": round(figures["dcr_training"], 4), "dcr_reference": round(figures["dcr_reference"], 4),
-            "nndr_ratio": round(figures["nndr_training"] / figures["nndr_reference"], 4) if figures["nndr_reference"] > 1e-6 else None,
+            "dcr_share": round(m["share"], 4), "dcr_share_expected": round(m["expected"], 4), "dcr_noise": round(m["noise"], 5),
+            "dcr_risk": round(m["risk"], 5), "dcr_accepted_risk": round(ACCEPTED_RISK, 5), "dcr_sample_rows": n_rows,
+            "dcr_training": round(m["dcr_training"], 4), "dcr_reference": round(m["dcr_reference"], 4),
+            "nndr_ratio": round(m["nndr_training"] / m["nndr_reference"], 4) if m["nndr_reference"] > 1e-6 else None,
             "dcr_repairs": self.repairs, "distance_rows": self.n_sample, "dcr_draws": MEASURE_DRAWS,
         })
         if self.report["nndr_ratio"] is None:
             self.report["nndr_note"] = "the reference's own NNDR is 0 (exact row matches are common in this data)"
-        if share > bar:
-            raise DataError(f"privacy: the selection's DCR share is {share:.3f} after {len(self.repairs)} repairs, above {bar:.3f} "
-                            f"(the limit {self.max_dcr_share} less sampling noise): the pool holds too few units nearer the "
-                            "reference than training; no submission written (sample a larger pool, raise the temperature, "
-                            "or train fewer epochs)")
+        if not m["passes"]:
+            raise DataError(f"privacy: after {len(self.repairs)} repairs the selection's expected DCR share is {m['expected']:.3f} "
+                            f"and qa would find it over the limit {self.max_dcr_share} with a chance of {m['risk']:.2%}: the "
+                            "pool holds too few units nearer the reference than training; no submission written (sample a "
+                            "larger pool, raise the temperature, or train fewer epochs)")
         return units
 
-    def _measure(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray) -> tuple[float, dict]:
-        """The DCR share of the selection, the mean over MEASURE_DRAWS draws of its own, and the first draw's figures."""
-        draws = [self._space(MEASURE_DRAWS * self.n_measured + k).measure(self._rows(problem, pool, units, self.n_sample)[0])
-                 for k in range(MEASURE_DRAWS)]
+    def _measure(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray, n_rows: int) -> dict:
+        """The selection's DCR share as qa measures it ("share": the mean over MEASURE_DRAWS draws of its own, each on
+        a fresh sample of rows, as qa draws it) and whether it passes.
+
+        It passes when the chance that qa's share reaches the limit is at most ACCEPTED_RISK, or when no column group's
+        expected share exceeds 0.5 by more than one standard error of the rows that judge it (small data, whose share
+        is mostly noise: the selection then sits as near the reference as training). qa's share is the highest of its
+        column groups' shares; each is the group's expected share (its systematic part, the part a repair can change:
+        worked out on `SCORING_ROWS` times qa's sample, with the draw's own column groups) plus the binomial noise of
+        qa's sample. The chance is bounded by the sum over the groups ("risk", averaged over the draws, as qa's random
+        groups differ from draw to draw). The bound counts the groups as independent, which they are not, and the
+        noise leaves out what qa's draw of training and reference rows adds: on the prize SEQUENTIAL data the two
+        roughly cancel (a selection passed at 0.13 % measured 0.5086 on average over 20 of qa's draws, with a
+        standard deviation of 0.0038: three of them below the limit). "expected": the nearest group's expected share;
+        "excess": how far to lower it to pass."""
+        rows = [self._rows(problem, pool, units, self.n_sample)[0] for _ in range(MEASURE_DRAWS)]
+        spaces = [self._space(MEASURE_DRAWS * self.n_measured + k) for k in range(MEASURE_DRAWS)]
+        draws = [space.measure(r) for space, r in zip(spaces, rows, strict=True)]
+        judges = [self._space(EXPECTED_DRAW + MEASURE_DRAWS * self.n_measured + k, SCORING_ROWS, space.groups)
+                  for k, space in enumerate(spaces)]
+        expected = [judge.expected_closeness(r, self.n_sample).mean(axis=0) for judge, r in zip(judges, rows, strict=True)]
         self.n_measured += 1
-        return float(np.mean([d["share"] for d in draws])), draws[0]
+        noise = math.sqrt(0.25 / n_rows)
+        risk = float(np.mean([min(norm.sf((self.max_dcr_share - e) / noise).sum(), 1.0) for e in expected]))
+        highest = max(float(e.max()) for e in expected)
+        floor = 0.5 + math.sqrt(0.25 / min(len(judges[0].training_rows), len(judges[0].reference_rows)))
+        n_groups = max(len(e) for e in expected)
+        bar = max(self.max_dcr_share - norm.isf(ACCEPTED_RISK / n_groups) * noise, floor)  # every group below: passes
+        return draws[0] | {"share": float(np.mean([d["share"] for d in draws])), "expected": float(np.mean([e.max() for e in expected])),
+                           "noise": noise, "risk": risk, "passes": risk <= ACCEPTED_RISK or highest <= floor,
+                           "excess": highest - bar + 0.5 * math.sqrt(0.25 / n_rows)}

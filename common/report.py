@@ -46,7 +46,8 @@ def privacy_line(privacy: dict) -> str:
     by = [r["by"] for r in privacy.get("dcr_repairs") or []]
     repairs = ", ".join(f"{by.count(kind)} {name}" for kind, name in (("nearest", "rounds of nearest-unit swaps"), ("polish", "polish"))
                         if kind in by)
-    dcr = (f"DCR share {privacy['dcr_share']:.3f} (limit {privacy['max_dcr_share']}" + (f"; repairs: {repairs})" if repairs else ")")
+    dcr = (f"DCR share {privacy['dcr_share']:.3f} (limit {privacy['max_dcr_share']}, chance qa finds it over the limit "
+           f"{privacy['dcr_risk']:.2%}" + (f"; repairs: {repairs})" if repairs else ")")
            if privacy.get("dcr_share") is not None else f"no DCR share ({privacy.get('dcr_note')})")
     nndr = (f"NNDR ratio {privacy['nndr_ratio']:.3f}" if privacy.get("nndr_ratio") is not None
             else f"no NNDR ratio ({privacy.get('nndr_note', privacy.get('dcr_note'))})")
