@@ -187,7 +187,7 @@ class Budget:
     @classmethod
     def of(cls, config: dict, start: float) -> "Budget":
         total = 60 * config["time_budget_min"]
-        finish = min(60 * config["finish_minutes"], 0.15 * total)
+        finish = min(60 * config["finish_minutes"], 0.25 * total)
         selection = min(60 * config["selection_minutes"], 0.25 * total)
         return cls(start, start + total - finish - selection, start + total - finish, start + total, selection,
                    config["time_budget_min"])
