@@ -18,7 +18,7 @@ def test_the_budget_keeps_time_for_the_selection_and_the_finish():
     budget = Budget.of({"time_budget_min": 90, "finish_minutes": 2, "selection_minutes": 5}, start=0.0)
     assert (budget.generation, budget.selection, budget.end) == (90 * 60 - 7 * 60, 90 * 60 - 2 * 60, 90 * 60)
     small = Budget.of({"time_budget_min": 4, "finish_minutes": 2, "selection_minutes": 5}, start=0.0)
-    assert small.end - small.selection == pytest.approx(0.15 * 240) and small.selection_seconds == pytest.approx(0.25 * 240)
+    assert small.end - small.selection == pytest.approx(0.25 * 240) and small.selection_seconds == pytest.approx(0.25 * 240)
 
 
 def test_a_short_budget_shrinks_the_pool_and_leaves_time_to_train():
