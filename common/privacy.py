@@ -12,9 +12,9 @@ Two checks, each with a repair, so that a run writes a private submission rather
   noisy (it samples 10,000 rows of each side), so the guard judges the chance that qa finds the selection over
   `max_dcr_share`: each column group's expected share (the chance, per row, that qa's draw finds it nearer training,
   worked out from its nearest neighbours among several times qa's sample of each side: the systematic part, which
-  repairs can change) plus noise as large as the measured shares stray from the expected ones, summed over the
-  groups. When that chance is above three standard errors' worth (0.13 %), the selected units nearest training
-  (by expected closeness on draws no measurement uses, in the groups where the selection sits nearer training) are
+  repairs can change) plus the binomial noise of qa's sample, summed over the groups and averaged over draws.
+  When that chance is above three standard errors' worth (0.13 %), the selected units nearest training (by
+  expected closeness on draws no measurement uses, in the groups where the selection sits nearer training) are
   swapped for pool units that sit nearer the reference, chosen by objective cost, and the share is measured again.
   Those swaps cost accuracy; once the share passes, the selection is polished: swap refinement whose candidates are
   only pool units nearer the reference than training (and no training copies), which wins most of it back; the
@@ -114,9 +114,9 @@ def _qa_rows(df: pd.DataFrame, key: str | None, columns: list[str], lengths: np.
 
 class DistanceSpace:
     """qa's distance space, fitted on equally sized samples of training and reference rows: `measure(rows)` gives the
-    DCR share of a table's rows as qa computes it, and per row and column group whether the row sits closer to
-    training (1), to the reference (0) or at a tie (0.5); `expected_closeness(rows, n_drawn)` gives the chance of each
-    when qa draws only `n_drawn` of the space's rows on each side."""
+    DCR share of a table's rows as qa computes it; `expected_closeness(rows, n_drawn)` gives, per row and column
+    group, the chance that the row sits closer to training than to the reference when qa draws only `n_drawn` of the
+    space's rows on each side."""
 
     def __init__(self, training_rows: pd.DataFrame, reference_rows: pd.DataFrame, seed: int, groups: list[np.ndarray] | None = None):
         from mostlyai.qa._distances import split_columns_into_correlated_groups, split_columns_into_random_groups
@@ -162,14 +162,13 @@ class DistanceSpace:
                          for (trn, ref), g in zip(self.index, self.groups, strict=True)], axis=1)
 
     def measure(self, rows: pd.DataFrame) -> dict:
-        """qa's figures for these rows: DCR share (the highest over the column groups) with the mean DCRs and NNDRs of
-        that group, each group's share, and each row's closeness to training in each group (rows x groups: 1 closer to
-        training, 0 closer to the reference, 0.5 a tie)."""
+        """qa's figures for these rows: DCR share (the highest over the column groups, each row counting 1 when closer
+        to training, 0 when closer to the reference, 0.5 at a tie) with the mean DCRs and NNDRs of that group."""
         distances = self.distances(rows)
         closeness = np.stack([(d_trn[:, 0] < d_ref[:, 0]) + 0.5 * (d_trn[:, 0] == d_ref[:, 0]) for d_trn, d_ref in distances], axis=1)
         shares = closeness.mean(axis=0)
         d_trn, d_ref = distances[int(np.argmax(shares))]
-        return {"share": float(shares.max()), "group_shares": shares, "closeness": closeness,
+        return {"share": float(shares.max()),
                 "dcr_training": float(d_trn[:, 0].mean()), "dcr_reference": float(d_ref[:, 0].mean()),
                 "nndr_training": _nndr(d_trn), "nndr_reference": _nndr(d_ref)}
 
