@@ -66,8 +66,8 @@ PROFILES = {
     # two Medium models of at most 30 min each (on the prize data they stop themselves after 24-27 min), pooled;
     # sized to finish within 90 min on 2 CPU cores
     "cpu": dict(iterations=2, train_minutes=30),
-    # above the prize winner in 20 min on 2 CPU cores: one Medium model (about 10 min of training, near where it
-    # stops by itself), half the pool, and the time the privacy guard needs on the prize data
+    # above the prize winner in 20 min on 2 CPU cores: one Medium model (on the prize data the budget leaves it
+    # 7.5 min, short of where it stops by itself), half the pool, and the time the privacy guard needs there
     "fast": dict(time_budget_min=20, pool_size=150_000, selection_minutes=2.5, finish_minutes=5),
     # a quick end-to-end try (< 3 min): a small model, a few hundred groups
     # (a 20-second model sits nearer its training rows than a trained one: the smoke run shows that every step runs,
