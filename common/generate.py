@@ -5,8 +5,9 @@ context key, so that the model learns whole sequences. Numeric columns with miss
 "is missing" indicator column; after sampling it blanks the value and is dropped.
 
 Everything is cached under the run directory: the SDK's home (`sdk/`), the id of each trained generator
-(`generator-<i>.json`) and each iteration's pool (`pool-<i>.parquet`). Running again on the same directory reuses
-what is there, so a crashed run resumes where it stopped. The SDK trains on the GPU when torch sees one.
+(`generator-<i>.json`, with its seed and training seconds) and each part of the pool (`pool-<i>.parquet`). Running
+again on the same directory reuses what is there, so a crashed run resumes where it stopped. The SDK trains on the
+GPU when torch sees one.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class GeneratorSettings:
     train_minutes: float  # per model, at most
     batch_size: int | None
     max_training_samples: int | None
-    iterations: int  # models, trained with seeds seed, seed + 1, ...
+    iterations: int  # pool parts; each from a model of its own (seeds seed, seed + 1, ...) while the budget allows
     pool_size: int  # rows (flat) or groups (sequential) sampled in all
     temperature: float
     seed: int
@@ -178,11 +179,26 @@ def pool_size_within(training: pd.DataFrame, context_key: str | None, settings: 
 
 
 def training_seconds(training: pd.DataFrame, context_key: str | None, sizes: list[int], seconds_left: float,
-                     cells_per_second: float = SAMPLED_CELLS_PER_SECOND) -> float:
-    """Seconds of training for each of the models still to train (one per entry of `sizes`, the units each will
-    sample), when `seconds_left` must cover their training and sampling."""
+                     cells_per_second: float = SAMPLED_CELLS_PER_SECOND, models: int | None = None) -> float:
+    """Seconds of training for each of `models` models still to train (default: one per entry of `sizes`), when
+    `seconds_left` must cover their training and the sampling of the pool parts in `sizes` (units each)."""
+    models = len(sizes) if models is None else models
     sampling = sum(JOB_OVERHEAD_SECONDS + sampled_cells(training, context_key, n) / cells_per_second for n in sizes)
-    return (seconds_left - sampling) / len(sizes) - JOB_OVERHEAD_SECONDS
+    return (seconds_left - sampling) / models - JOB_OVERHEAD_SECONDS
+
+
+def next_model_seconds(training: pd.DataFrame, context_key: str | None, sizes: list[int], seconds_left: float,
+                       cells_per_second: float, first_model_seconds: float | None) -> float | None:
+    """Seconds of training for the next model, when the pool parts in `sizes` are still to sample: for the first
+    model (`first_model_seconds` None) all that their sampling leaves; for a later one an equal share with as many
+    further models as get at least `first_model_seconds` each; None when not even one more does."""
+    if first_model_seconds is None:
+        return training_seconds(training, context_key, sizes, seconds_left, cells_per_second, models=1)
+    for models in range(len(sizes), 0, -1):
+        seconds = training_seconds(training, context_key, sizes, seconds_left, cells_per_second, models)
+        if seconds >= first_model_seconds:
+            return seconds
+    return None
 
 
 def generate_pool(
@@ -193,23 +209,27 @@ def generate_pool(
     deadline: float,
     log: logging.Logger,
 ) -> pd.DataFrame:
-    """Train `settings.iterations` generators (seeds seed, seed + 1, ...) and sample `settings.pool_size` rows (flat)
-    or groups (sequential) from them in equal parts, all before `deadline` (a `time.monotonic()` value): each
-    model trains at most `train_minutes`, and less when the sampling still to come needs the time. Returns the pool
-    with the training data's columns and dtypes; sequential pools have their rows grouped, integer group ids that
-    are unique across iterations, and only groups whose length the training data has."""
+    """Sample `settings.pool_size` rows (flat) or groups (sequential) in `settings.iterations` equal parts, each
+    from a generator of its own (seeds seed, seed + 1, ...) while the budget allows, all before `deadline` (a
+    `time.monotonic()` value). The first model trains at most `train_minutes`, less when the sampling to come needs
+    the time. A further model is trained only when the budget gives it at least as long as the first one took (so
+    that where the first stopped by itself, so does the next); the parts left without a model of their own are
+    sampled from the models trained, in turn. Returns the pool with the training data's columns and dtypes;
+    sequential pools have their rows grouped, integer group ids that are unique across parts, and only groups
+    whose length the training data has."""
     from mostlyai.sdk import MostlyAI
 
     run_dir.mkdir(parents=True, exist_ok=True)
     indicators = missing_indicator_columns(training, context_key)
-    n_models, sizes = settings.iterations, pool_sizes(settings)
+    n_parts, sizes = settings.iterations, pool_sizes(settings)
     cells_per_second = SAMPLED_CELLS_PER_SECOND
     mostly = None
+    n_models = None  # models trained, once no further one fits the budget
     parts = []
-    for i in range(n_models):
+    for i in range(n_parts):
         pool_file = run_dir / f"pool-{i}.parquet"
         if pool_file.exists():
-            log.info(f"pool {i + 1}/{n_models}: reusing {pool_file}")
+            log.info(f"pool {i + 1}/{n_parts}: reusing {pool_file}")
             parts.append(pd.read_parquet(pool_file))
             continue
         if mostly is None:
@@ -217,18 +237,22 @@ def generate_pool(
             if context_key is not None:  # the SDK's jobs run in processes of their own, whose logging we cannot filter
                 log.info('model: the SDK\'s warnings about the subject table ("not enough data to train model", "using '
                          'untrained model", "no target columns to sample") are expected: that table holds only the group ids')
-        seconds = training_seconds(training, context_key, sizes[i:], deadline - time.monotonic(), cells_per_second)
-        minutes = min(settings.train_minutes, seconds / 60)
-        if seconds < MIN_TRAINING_SECONDS:
-            raise DataError(f"the time budget leaves no time to train model {i + 1} of {n_models} and sample "
-                            f"{sum(sizes[i:]):,} {unit_name(context_key)}: raise --time-budget, or lower "
-                            "pool_size or iterations")
-        if minutes < settings.train_minutes:
-            log.info(f"model: the time budget leaves {minutes:.1f} of the {settings.train_minutes:g} min of training")
-        generator = _trained_generator(mostly, training, context_key, indicators, settings.model_settings(minutes),
-                                       settings.seed + i, run_dir / f"generator-{i}.json", log)
+        generator = _recorded_generator(mostly, run_dir / f"generator-{i}.json", log) if n_models is None else None
+        if generator is None and n_models is None:
+            generator = _next_generator(mostly, training, context_key, indicators, settings, i, sizes[i:], deadline,
+                                        cells_per_second, run_dir, log)
+            if generator is None:
+                n_models = i
+                parts_left = f"part {n_parts}" if i + 1 == n_parts else f"parts {i + 1}-{n_parts}"
+                log.info(f"model: the time budget leaves model {i + 1} less time than model 1 took: pool {parts_left} "
+                         f"sampled from {'model 1' if i == 1 else f'models 1-{i} in turn'}")
+        if generator is None:
+            generator = _recorded_generator(mostly, run_dir / f"generator-{i % n_models}.json", log)
+            if generator is None:
+                raise DataError(f"pool {i + 1}/{n_parts}: the run directory no longer holds model {i % n_models + 1}, "
+                                "which samples it: start again in a new run directory")
         start = time.monotonic()
-        log.info(f"pool {i + 1}/{n_models}: sampling {sizes[i]:,} {unit_name(context_key)} ...")
+        log.info(f"pool {i + 1}/{n_parts}: sampling {sizes[i]:,} {unit_name(context_key)} ...")
         sampling = {"sampling_temperature": settings.temperature, "enable_data_report": False}
         tables = ([{"name": "subjects", "configuration": {"sample_size": sizes[i], "enable_data_report": False}},
                    {"name": "data", "configuration": sampling}] if context_key else
@@ -237,7 +261,7 @@ def generate_pool(
         output = pool_file.with_suffix(".log")  # what the sampling process prints
         with _job_output_to(output):
             synthetic = mostly.generate(generator, config=sd_config, start=True, wait=False, progress_bar=False)
-        _wait(synthetic.generation.progress, synthetic.id, f"pool {i + 1}/{n_models}", output, log)
+        _wait(synthetic.generation.progress, synthetic.id, f"pool {i + 1}/{n_parts}", output, log)
         data = synthetic.data()
         pool = apply_missing_indicators(data["data"] if isinstance(data, dict) else data, indicators)
         if context_key is not None:
@@ -246,34 +270,63 @@ def generate_pool(
         write_atomic(pool_file, pool.to_parquet)
         seconds = time.monotonic() - start
         cells_per_second = max(sampled_cells(training, context_key, sizes[i]) / max(seconds - JOB_OVERHEAD_SECONDS, 1.0), 1_000.0)
-        log.info(f"pool {i + 1}/{n_models}: {len(pool):,} rows in {seconds:.0f} s")
+        log.info(f"pool {i + 1}/{n_parts}: {len(pool):,} rows in {seconds:.0f} s")
         parts.append(pool)
     pool = pd.concat(parts, ignore_index=True)
     return pool if context_key is None else keep_training_lengths(pool, training, context_key, log)
 
 
-def _trained_generator(mostly, training, context_key, indicators, settings: ModelSettings, seed, id_file: Path, log):
-    """The generator recorded in `id_file` if the SDK still has it, else a newly trained one."""
-    if id_file.exists():
-        try:
-            generator = mostly.generators.get(json.loads(id_file.read_text())["generator_id"])
-            if generator.training_status == "DONE":
-                log.info(f"model: reusing generator {generator.id}")
-                return generator
-        except Exception:  # the SDK home was removed or the training did not finish: train again
-            pass
+def _recorded_generator(mostly, id_file: Path, log: logging.Logger):
+    """The generator recorded in `id_file` if the SDK still has it trained, else None."""
+    if not id_file.exists():
+        return None
+    try:
+        generator = mostly.generators.get(json.loads(id_file.read_text())["generator_id"])
+    except Exception:  # the SDK home was removed: train again
+        return None
+    if generator.training_status != "DONE":
+        return None
+    log.info(f"model: reusing generator {generator.id}")
+    return generator
+
+
+def _first_model_seconds(run_dir: Path) -> float:
+    """How long the first model trained (0 where the run directory does not record it: then every model trains)."""
+    path = run_dir / "generator-0.json"
+    return json.loads(path.read_text()).get("seconds", 0.0) if path.exists() else 0.0
+
+
+def _next_generator(mostly, training, context_key, indicators, settings: GeneratorSettings, i: int, sizes: list[int],
+                    deadline: float, cells_per_second: float, run_dir: Path, log: logging.Logger):
+    """Model `i`, trained for as long as `next_model_seconds` gives it (at most `train_minutes`), or None when the
+    budget leaves it less than the first model took."""
+    first = None if i == 0 else min(_first_model_seconds(run_dir), 60 * settings.train_minutes)
+    seconds = next_model_seconds(training, context_key, sizes, deadline - time.monotonic(), cells_per_second, first)
+    if seconds is None:
+        return None
+    if seconds < MIN_TRAINING_SECONDS:
+        raise DataError(f"the time budget leaves no time to train a model and sample {sum(sizes):,} "
+                        f"{unit_name(context_key)}: raise --time-budget, or lower pool_size")
+    minutes = min(settings.train_minutes, seconds / 60)
+    if minutes < settings.train_minutes:
+        log.info(f"model: the time budget leaves {minutes:.1f} of the {settings.train_minutes:g} min of training")
+    model = settings.model_settings(minutes)
+    id_file = run_dir / f"generator-{i}.json"
+    seed = settings.seed + i
     start = time.monotonic()
-    log.info(f"model: training {settings.model} on {device_name()} (seed {seed}, at most {settings.max_training_minutes:.1f} min, "
-             f"{settings.max_epochs:g} epochs) ...")
+    log.info(f"model: training {model.model} on {device_name()} (seed {seed}, at most {model.max_training_minutes:.1f} min, "
+             f"{model.max_epochs:g} epochs) ...")
     data = add_missing_indicators(training, indicators)
-    config = {"name": id_file.stem, "random_state": seed, "tables": _training_tables(data, context_key, settings)}
+    config = {"name": id_file.stem, "random_state": seed, "tables": _training_tables(data, context_key, model)}
     output = id_file.with_suffix(".log")  # what the training process prints
     with _job_output_to(output):
         generator = mostly.train(config=config, start=True, wait=False, progress_bar=False)
     _wait(generator.training.progress, generator.id, "model", output, log)
     generator.reload()
-    write_atomic(id_file, lambda path: Path(path).write_text(json.dumps({"generator_id": generator.id, "seed": seed})))
-    log.info(f"model: trained in {time.monotonic() - start:.0f} s")
+    seconds = time.monotonic() - start
+    record = {"generator_id": generator.id, "seed": seed, "seconds": round(seconds, 1)}
+    write_atomic(id_file, lambda path: Path(path).write_text(json.dumps(record)))
+    log.info(f"model: trained in {seconds:.0f} s")
     return generator
 
 

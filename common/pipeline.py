@@ -200,7 +200,7 @@ def _fit_pool_to_budget(settings: GeneratorSettings, training: pd.DataFrame, key
     seconds = budget.generation - time.monotonic()
     pool_size = max(pool_size_within(training, key, settings, seconds), min(2 * n_target, settings.pool_size))
     settings = replace(settings, pool_size=pool_size)
-    if training_seconds(training, key, pool_sizes(settings), seconds) < MIN_TRAINING_SECONDS:
+    if training_seconds(training, key, pool_sizes(settings), seconds, models=1) < MIN_TRAINING_SECONDS:
         raise DataError(f"--time-budget {budget.minutes:g}: too short to train, sample {pool_size:,} "
                         f"{unit_name(key)} and select; raise it, or lower pool_size")
     return settings

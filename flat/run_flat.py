@@ -30,7 +30,8 @@ CONFIG = dict(
     train_minutes=45,         # per iteration, at most (less when the time budget needs it)
     batch_size=None,          # None: the SDK's choice
     max_training_samples=None,  # train on at most this many rows (None: all)
-    iterations=1,             # generators trained with seeds seed, seed + 1, ...; their pools are pooled
+    iterations=1,             # the pool's parts, each from a model of its own (seeds seed, seed + 1, ...) while the budget
+                              # gives one as long as the first took; the rest from the models trained, in turn
     pool_size=500_000,        # rows sampled in all
     temperature=1.0,
     # selection (common/select.py)

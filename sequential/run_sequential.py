@@ -32,7 +32,8 @@ CONFIG = dict(
     train_minutes=60,         # per iteration, at most (less when the time budget needs it)
     batch_size=None,          # None: the SDK's choice
     max_training_samples=None,  # train on at most this many groups (None: all)
-    iterations=1,             # generators trained with seeds seed, seed + 1, ...; their pools are pooled
+    iterations=1,             # the pool's parts, each from a model of its own (seeds seed, seed + 1, ...) while the budget
+                              # gives one as long as the first took; the rest from the models trained, in turn
     pool_size=300_000,        # groups sampled in all
     temperature=1.0,
     # selection (common/select.py)
@@ -63,9 +64,9 @@ CONFIG = dict(
 PROFILES = {
     # the winner's scale: three Medium models on a GPU
     "gpu": dict(iterations=3, train_minutes=20, time_budget_min=90),
-    # two Medium models of at most 30 min each (on the prize data they stop themselves after 24-27 min), pooled;
-    # sized to finish within 90 min on 2 CPU cores
-    "cpu": dict(iterations=2, train_minutes=30),
+    # up to four Medium models of at most 30 min each, as many as the budget gives the first one's time (on the prize
+    # data each stops itself after 15-17 min: four fit), pooled; sized to finish within 90 min on 2 CPU cores
+    "cpu": dict(iterations=4, train_minutes=30),
     # above the prize winner in 20 min on 2 CPU cores: one Medium model (on the prize data the budget leaves it
     # 7.5 min, short of where it stops by itself), half the pool, and the time the privacy guard needs there
     "fast": dict(time_budget_min=20, pool_size=150_000, selection_minutes=2.5, finish_minutes=5),

@@ -7,7 +7,7 @@ from dataclasses import asdict, replace
 import pytest
 from fixtures import flat_table
 
-from common.generate import GeneratorSettings, training_seconds
+from common.generate import JOB_OVERHEAD_SECONDS, GeneratorSettings, next_model_seconds, training_seconds
 from common.io import DataError
 from common.pipeline import Budget, _fit_pool_to_budget, _recorded_pool_size
 
@@ -43,3 +43,18 @@ def test_a_resumed_run_keeps_its_pool_whatever_the_budget(tmp_path):
     assert _recorded_pool_size(tmp_path, SETTINGS) == 100_000
     assert _recorded_pool_size(tmp_path, replace(SETTINGS, seed=1)) is None  # other settings: the fingerprint refuses
     assert _recorded_pool_size(tmp_path / "new", SETTINGS) is None
+
+
+def test_further_models_train_only_while_the_budget_gives_them_as_long_as_the_first_took():
+    training, parts = flat_table(5_000, 0), [75_000] * 3  # three pool parts still to sample
+    first = 15 * 60  # the first model stopped by itself after 15 minutes
+
+    def share(seconds_left, models):
+        return training_seconds(training, None, parts, seconds_left, 100_000.0, models)
+
+    assert next_model_seconds(training, None, parts, 3 * 3600, 100_000.0, None) == share(3 * 3600, 1)  # the first: all
+    assert next_model_seconds(training, None, parts, 3 * 3600, 100_000.0, first) == share(3 * 3600, 3)  # room for 3
+    sampling = -share(0, 1) - JOB_OVERHEAD_SECONDS  # what the three parts take to sample
+    two = sampling + 2 * (first + JOB_OVERHEAD_SECONDS) + 60  # enough for two more models of the first's length, not three
+    assert next_model_seconds(training, None, parts, two, 100_000.0, first) == share(two, 2) >= first
+    assert next_model_seconds(training, None, parts, 0.9 * first, 100_000.0, first) is None  # the parts come from earlier models

@@ -128,3 +128,16 @@ def test_awkward_column_types_train_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     submission = pd.read_csv(tmp_path / "run" / "submission.csv")
     assert set(submission["month"]) <= set(table["month"]) and submission["flag"].dtype == bool
+
+
+def test_pool_parts_without_time_for_a_model_of_their_own_come_from_the_first(tmp_path):
+    """A budget that leaves a second model less time than the first took (which trains until the budget stops it):
+    the second part of the pool is sampled from the first model instead."""
+    read_training("flat").head(500).to_csv(tmp_path / "training.csv", index=False)
+    result = subprocess.run([sys.executable, str(ROOT / "flat" / "run_flat.py"), "--profile", "smoke", "--time-budget", "2",
+                             "--set", "iterations=2", "--set", "max_epochs=100", "--set", "train_minutes=0.5",
+                             "--training", str(tmp_path / "training.csv"), "--out", str(tmp_path / "run")],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("model: training MOSTLY_AI") == 1 and "pool part 2 sampled from model 1" in result.stderr
+    assert (tmp_path / "run" / "pool-1.parquet").exists() and not (tmp_path / "run" / "generator-1.json").exists()
