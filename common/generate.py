@@ -324,10 +324,19 @@ def _next_generator(mostly, training, context_key, indicators, settings: Generat
     _wait(generator.training.progress, generator.id, "model", output, log)
     generator.reload()
     seconds = time.monotonic() - start
-    record = {"generator_id": generator.id, "seed": seed, "seconds": round(seconds, 1)}
+    by_itself = seconds < 60 * minutes  # a model its time limit stops trains at least that long (its job, longer)
+    record = {"generator_id": generator.id, "seed": seed, "seconds": round(seconds, 1), "limit_minutes": round(minutes, 2),
+              "stopped_by_itself": by_itself}
     write_atomic(id_file, lambda path: Path(path).write_text(json.dumps(record)))
-    log.info(f"model: trained in {seconds:.0f} s")
+    log.info(f"model: trained in {seconds:.0f} s, " + (f"stopped by itself (before its {minutes:.1f}-min limit)" if by_itself else
+             f"stopped by its {minutes:.1f}-min time limit (so not reproducible bit for bit)"))
     return generator
+
+
+def trained_models(run_dir: Path) -> list[dict]:
+    """What the run directory records of its models: seed, training seconds and limit, whether it stopped by itself."""
+    records = [json.loads(path.read_text()) for path in sorted(run_dir.glob("generator-*.json"))]
+    return [{k: v for k, v in record.items() if k != "generator_id"} for record in records]
 
 
 @contextlib.contextmanager

@@ -33,6 +33,7 @@ from common.generate import (
     pool_size_within,
     pool_sizes,
     sort_groups,
+    trained_models,
     training_seconds,
 )
 from common.io import (
@@ -297,6 +298,7 @@ def run(challenge: str, config: dict) -> dict:
         "challenge": challenge, "profile": config["profile"], "seed": config["seed"], "device": device_name(),
         "training": str(config["training"]), "holdout": str(config["holdout"]) if holdout is not None else None,
         **_accuracy(inputs, key, raw, submission), "privacy": guard.report,
+        "models": trained_models(out) if inputs.pool is None else [],
         "seconds": {k: round(v, 1) for k, v in seconds.items()}, "steps": steps, "submission": str(out / "submission.csv"),
         "config": {k: v for k, v in config.items() if k not in ("training", "holdout", "out")},
     }

@@ -32,6 +32,8 @@ def summary_table(metrics: dict) -> str:
         lines.append(f"copy of training {metrics['accuracy_copy']:.4f} (the metric's ceiling): the submission closes "
                      f"{metrics['gap_closed']:.0%} of the gap between the holdout and it")
     lines.append(privacy_line(metrics["privacy"]))
+    if metrics.get("models"):
+        lines.append(models_line(metrics["models"]))
     if "qa_report" in metrics:
         qa = metrics["qa_report"]
         dcr = f"DCR share {qa['dcr_share']:.3f}" if qa["dcr_share"] is not None else f"no DCR share ({qa['note']})"
@@ -39,6 +41,16 @@ def summary_table(metrics: dict) -> str:
                      f"(distances on {qa['embedding_rows'] or 'all'} rows)")
     lines.append("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in metrics["seconds"].items()) + f"; total {metrics['seconds_total']:.0f}")
     return "\n".join(lines)
+
+
+def models_line(models: list[dict]) -> str:
+    """The models trained: seeds, minutes, and which of them their time limit stopped (those are not reproducible)."""
+    seeds = ", ".join(str(m["seed"]) for m in models)
+    minutes = ", ".join(f"{m['seconds'] / 60:.1f}" if "seconds" in m else "?" for m in models)
+    cut = [str(m["seed"]) for m in models if not m.get("stopped_by_itself", True)]
+    how = (f"the time limit stopped seed {', '.join(cut)} (not reproducible bit for bit)" if cut else
+           "each stopped by itself" if all("stopped_by_itself" in m for m in models) else "not recorded whether each stopped by itself")
+    return f"models: {len(models)} (seeds {seeds}), trained {minutes} min; {how}"
 
 
 def privacy_line(privacy: dict) -> str:

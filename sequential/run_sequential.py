@@ -67,8 +67,8 @@ PROFILES = {
     # up to four Medium models of at most 30 min each, as many as the budget gives the first one's time (on the prize
     # data each stops itself after 15-17 min: four fit), pooled; sized to finish within 90 min on 2 CPU cores
     "cpu": dict(iterations=4, train_minutes=30),
-    # above the prize winner in 20 min on 2 CPU cores: one Medium model (on the prize data the budget leaves it
-    # 7.5 min, short of where it stops by itself), half the pool, and the time the privacy guard needs there
+    # above the prize winner in 20 min on 2 CPU cores: one Medium model (on the prize data the budget stops it before
+    # it stops by itself), half the pool, and the time the privacy guard needs there
     "fast": dict(time_budget_min=20, pool_size=150_000, selection_minutes=2.5, finish_minutes=5),
     # a quick end-to-end try (< 3 min): a small model, a few hundred groups
     # (a 20-second model sits nearer its training rows than a trained one: the smoke run shows that every step runs,
