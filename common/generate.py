@@ -242,15 +242,15 @@ def generate_pool(
             generator = _next_generator(mostly, training, context_key, indicators, settings, i, sizes[i:], deadline,
                                         cells_per_second, run_dir, log)
             if generator is None:
-                n_models = i
+                n_models = len(trained_models(run_dir))  # models 1 .. n_models (a resumed run's earlier parts may reuse them)
                 parts_left = f"part {n_parts}" if i + 1 == n_parts else f"parts {i + 1}-{n_parts}"
                 log.info(f"model: the time budget leaves model {i + 1} less time than model 1 took: pool {parts_left} "
-                         f"sampled from {'model 1' if i == 1 else f'models 1-{i} in turn'}")
+                         f"sampled from {'model 1' if n_models == 1 else f'models 1-{n_models} in turn'}")
         if generator is None:
-            generator = _recorded_generator(mostly, run_dir / f"generator-{i % n_models}.json", log)
+            generator = _recorded_generator(mostly, run_dir / f"generator-{i % n_models}.json", log) if n_models else None
             if generator is None:
-                raise DataError(f"pool {i + 1}/{n_parts}: the run directory no longer holds model {i % n_models + 1}, "
-                                "which samples it: start again in a new run directory")
+                raise DataError(f"pool {i + 1}/{n_parts}: the run directory no longer holds the model that samples it: "
+                                "start again in a new run directory")
         start = time.monotonic()
         log.info(f"pool {i + 1}/{n_parts}: sampling {sizes[i]:,} {unit_name(context_key)} ...")
         sampling = {"sampling_temperature": settings.temperature, "enable_data_report": False}
