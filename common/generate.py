@@ -290,17 +290,12 @@ def _recorded_generator(mostly, id_file: Path, log: logging.Logger):
     return generator
 
 
-def _first_model_seconds(run_dir: Path) -> float:
-    """How long the first model trained (0 where the run directory does not record it: then every model trains)."""
-    path = run_dir / "generator-0.json"
-    return json.loads(path.read_text()).get("seconds", 0.0) if path.exists() else 0.0
-
-
 def _next_generator(mostly, training, context_key, indicators, settings: GeneratorSettings, i: int, sizes: list[int],
                     deadline: float, cells_per_second: float, run_dir: Path, log: logging.Logger):
     """Model `i`, trained for as long as `next_model_seconds` gives it (at most `train_minutes`), or None when the
     budget leaves it less than the first model took."""
-    first = None if i == 0 else min(_first_model_seconds(run_dir), 60 * settings.train_minutes)
+    models = trained_models(run_dir)  # where none is recorded (an old run directory), every model trains
+    first = None if i == 0 else min(models[0].get("seconds", 0.0) if models else 0.0, 60 * settings.train_minutes)
     seconds = next_model_seconds(training, context_key, sizes, deadline - time.monotonic(), cells_per_second, first)
     if seconds is None:
         return None
@@ -335,7 +330,8 @@ def _next_generator(mostly, training, context_key, indicators, settings: Generat
 
 def trained_models(run_dir: Path) -> list[dict]:
     """What the run directory records of its models: seed, training seconds and limit, whether it stopped by itself."""
-    records = [json.loads(path.read_text()) for path in sorted(run_dir.glob("generator-*.json"))]
+    paths = sorted(run_dir.glob("generator-*.json"), key=lambda path: int(path.stem.split("-")[1]))
+    records = [json.loads(path.read_text()) for path in paths]
     return [{k: v for k, v in record.items() if k != "generator_id"} for record in records]
 
 

@@ -7,7 +7,7 @@ from dataclasses import asdict, replace
 import pytest
 from fixtures import flat_table
 
-from common.generate import JOB_OVERHEAD_SECONDS, GeneratorSettings, next_model_seconds, training_seconds
+from common.generate import JOB_OVERHEAD_SECONDS, GeneratorSettings, next_model_seconds, trained_models, training_seconds
 from common.io import DataError
 from common.pipeline import Budget, _fit_pool_to_budget, _recorded_pool_size
 
@@ -58,3 +58,10 @@ def test_further_models_train_only_while_the_budget_gives_them_as_long_as_the_fi
     two = sampling + 2 * (first + JOB_OVERHEAD_SECONDS) + 60  # enough for two more models of the first's length, not three
     assert next_model_seconds(training, None, parts, two, 100_000.0, first) == share(two, 2) >= first
     assert next_model_seconds(training, None, parts, 0.9 * first, 100_000.0, first) is None  # the parts come from earlier models
+
+
+def test_the_models_of_a_run_directory_come_in_the_order_they_were_trained(tmp_path):
+    for i in (0, 2, 10, 1):
+        (tmp_path / f"generator-{i}.json").write_text(json.dumps({"generator_id": f"g{i}", "seed": i, "seconds": 60.0 + i}))
+    assert [model["seed"] for model in trained_models(tmp_path)] == [0, 1, 2, 10]
+    assert all("generator_id" not in model for model in trained_models(tmp_path))
