@@ -281,7 +281,7 @@ def _recorded_generator(mostly, id_file: Path, log: logging.Logger):
     if not id_file.exists():
         return None
     try:
-        generator = mostly.generators.get(json.loads(id_file.read_text())["generator_id"])
+        generator = mostly.generators.get(_model_record(id_file)["generator_id"])
     except Exception:  # the SDK home was removed: train again
         return None
     if generator.training_status != "DONE":
@@ -294,8 +294,10 @@ def _next_generator(mostly, training, context_key, indicators, settings: Generat
                     deadline: float, cells_per_second: float, run_dir: Path, log: logging.Logger):
     """Model `i`, trained for as long as `next_model_seconds` gives it (at most `train_minutes`), or None when the
     budget leaves it less than the first model took."""
-    models = trained_models(run_dir)  # where none is recorded (an old run directory), every model trains
-    first = None if i == 0 else min(models[0].get("seconds", 0.0) if models else 0.0, 60 * settings.train_minutes)
+    first = None  # the first model's training seconds, which a later model must be given (none recorded: 0)
+    if i > 0:
+        models = trained_models(run_dir)
+        first = min(models[0].get("seconds", 0.0) if models else 0.0, 60 * settings.train_minutes)
     seconds = next_model_seconds(training, context_key, sizes, deadline - time.monotonic(), cells_per_second, first)
     if seconds is None:
         return None
@@ -331,8 +333,12 @@ def _next_generator(mostly, training, context_key, indicators, settings: Generat
 def trained_models(run_dir: Path) -> list[dict]:
     """What the run directory records of its models: seed, training seconds and limit, whether it stopped by itself."""
     paths = sorted(run_dir.glob("generator-*.json"), key=lambda path: int(path.stem.split("-")[1]))
-    records = [json.loads(path.read_text()) for path in paths]
-    return [{k: v for k, v in record.items() if k != "generator_id"} for record in records]
+    return [{k: v for k, v in _model_record(path).items() if k != "generator_id"} for path in paths]
+
+
+def _model_record(id_file: Path) -> dict:
+    """What `generator-<i>.json` records of model i: its generator id, seed, training seconds and limit."""
+    return json.loads(id_file.read_text())
 
 
 @contextlib.contextmanager
