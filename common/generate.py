@@ -321,13 +321,35 @@ def _next_generator(mostly, training, context_key, indicators, settings: Generat
     _wait(generator.training.progress, generator.id, "model", output, log)
     generator.reload()
     seconds = time.monotonic() - start
-    by_itself = seconds < 60 * minutes  # a model its time limit stops trains at least that long (its job, longer)
+    epochs = _trained_epochs(generator)
+    stopped_by = stop_reason(seconds, minutes, epochs, model.max_epochs)
     record = {"generator_id": generator.id, "seed": seed, "seconds": round(seconds, 1), "limit_minutes": round(minutes, 2),
-              "stopped_by_itself": by_itself}
+              "epochs": epochs, "stopped_by": stopped_by}
     write_atomic(id_file, lambda path: Path(path).write_text(json.dumps(record)))
-    log.info(f"model: trained in {seconds:.0f} s, " + (f"stopped by itself (before its {minutes:.1f}-min limit)" if by_itself else
-             f"stopped by its {minutes:.1f}-min time limit (so not reproducible bit for bit)"))
+    log.info(f"model: trained {epochs if epochs is not None else '?'} epochs in {seconds:.0f} s; " + {
+        "time limit": f"its {minutes:.1f}-min time limit stopped it (so it is not reproducible bit for bit)",
+        "max_epochs": f"it reached max_epochs={model.max_epochs:g} before its validation loss stopped falling (more epochs may "
+                      "give a better model)",
+        "early stopping": "it stopped when its validation loss stopped falling",
+    }[stopped_by])
     return generator
+
+
+def stop_reason(seconds: float, limit_minutes: float, epochs: float | None, max_epochs: float) -> str:
+    """What ended a model's training: "time limit" (the only end that is not reproducible bit for bit), "max_epochs",
+    or "early stopping" (its validation loss stopped falling; also where the SDK reports no epochs)."""
+    if seconds >= 60 * limit_minutes:  # a model its time limit stops trains at least that long (its job, longer)
+        return "time limit"
+    return "max_epochs" if epochs is not None and epochs >= max_epochs else "early stopping"
+
+
+def _trained_epochs(generator) -> float | None:
+    """The epochs a finished training job reports in its last progress message (None where it reports none)."""
+    for step in generator.training.progress().steps or []:
+        if step.step_code.value.lower() == "train_model" and step.messages:
+            epoch = step.messages[-1].get("epoch")
+            return None if epoch is None else round(float(epoch), 2)
+    return None
 
 
 def trained_models(run_dir: Path) -> list[dict]:

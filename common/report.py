@@ -44,13 +44,21 @@ def summary_table(metrics: dict) -> str:
 
 
 def models_line(models: list[dict]) -> str:
-    """The models trained: seeds, minutes, and which of them their time limit stopped (those are not reproducible)."""
+    """The models trained: seeds, minutes, and what stopped them (a time limit: not reproducible; max_epochs: more
+    epochs may give a better model)."""
     seeds = ", ".join(str(m["seed"]) for m in models)
     minutes = ", ".join(f"{m['seconds'] / 60:.1f}" if "seconds" in m else "?" for m in models)
-    cut = [str(m["seed"]) for m in models if not m.get("stopped_by_itself", True)]
-    how = (f"the time limit stopped seed {', '.join(cut)} (not reproducible bit for bit)" if cut else
-           "each stopped by itself" if all("stopped_by_itself" in m for m in models) else "not recorded whether each stopped by itself")
-    return f"models: {len(models)} (seeds {seeds}), trained {minutes} min; {how}"
+
+    cut, capped = ([str(m["seed"]) for m in models if m.get("stopped_by") == reason] for reason in ("time limit", "max_epochs"))
+    how = []
+    if cut:
+        how.append(f"the time limit stopped seed {', '.join(cut)} (not reproducible bit for bit)")
+    if capped:
+        how.append(f"seed {', '.join(capped)} reached max_epochs before its validation loss stopped falling (more epochs may help)")
+    if not how:
+        how = ["each stopped when its validation loss stopped falling" if all("stopped_by" in m for m in models) else
+               "not recorded what stopped each"]
+    return f"models: {len(models)} (seeds {seeds}), trained {minutes} min; {'; '.join(how)}"
 
 
 def privacy_line(privacy: dict) -> str:

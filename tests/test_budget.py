@@ -1,4 +1,5 @@
-"""The time budget: what each step gets, a pool that shrinks to what the budget can sample, a budget too small."""
+"""The time budget: what each step gets, a pool that shrinks to what the budget can sample, a budget too small, what
+stopped each model."""
 
 import json
 import time
@@ -7,9 +8,10 @@ from dataclasses import asdict, replace
 import pytest
 from fixtures import flat_table
 
-from common.generate import JOB_OVERHEAD_SECONDS, GeneratorSettings, next_model_seconds, trained_models, training_seconds
+from common.generate import JOB_OVERHEAD_SECONDS, GeneratorSettings, next_model_seconds, stop_reason, trained_models, training_seconds
 from common.io import DataError
 from common.pipeline import Budget, _fit_pool_to_budget, _recorded_pool_size
+from common.report import models_line
 
 SETTINGS = GeneratorSettings("MOSTLY_AI/Medium", 100, 45, None, None, iterations=1, pool_size=500_000, temperature=1.0, seed=0)
 
@@ -65,3 +67,15 @@ def test_the_models_of_a_run_directory_come_in_the_order_they_were_trained(tmp_p
         (tmp_path / f"generator-{i}.json").write_text(json.dumps({"generator_id": f"g{i}", "seed": i, "seconds": 60.0 + i}))
     assert [model["seed"] for model in trained_models(tmp_path)] == [0, 1, 2, 10]
     assert all("generator_id" not in model for model in trained_models(tmp_path))
+
+
+def test_what_stopped_each_model_is_recorded_and_reported():
+    assert stop_reason(1800.5, 30, 71.0, 100) == "time limit"  # not reproducible bit for bit
+    assert stop_reason(1673.3, 30, 100.0, 100) == "max_epochs"  # more epochs may give a better model
+    assert stop_reason(30.4, 45, 13.0, 100) == "early stopping"
+    line = models_line([{"seed": 0, "seconds": 1673.3, "stopped_by": "max_epochs"},
+                        {"seed": 1, "seconds": 900.0, "stopped_by": "early stopping"}])
+    assert line == ("models: 2 (seeds 0, 1), trained 27.9, 15.0 min; seed 0 reached max_epochs before its validation loss "
+                    "stopped falling (more epochs may help)")
+    assert models_line([{"seed": 0, "seconds": 30.4, "stopped_by": "early stopping"}]).endswith(
+        "each stopped when its validation loss stopped falling")

@@ -142,5 +142,6 @@ def test_pool_parts_without_time_for_a_model_of_their_own_come_from_the_first(tm
     assert result.stderr.count("model: training MOSTLY_AI") == 1 and "pool part 2 sampled from model 1" in result.stderr
     assert (tmp_path / "run" / "pool-1.parquet").exists() and not (tmp_path / "run" / "generator-1.json").exists()
     models = json.loads((tmp_path / "run" / "metrics.json").read_text())["models"]
-    assert [(m["seed"], m["stopped_by_itself"]) for m in models] == [(0, False)]  # its time limit stopped it, and says so
+    assert [(m["seed"], m["stopped_by"]) for m in models] == [(0, "time limit")]  # its time limit stopped it, and says so
+    assert 0 < models[0]["epochs"] < 100
     assert "the time limit stopped seed 0 (not reproducible bit for bit)" in result.stderr
