@@ -353,13 +353,13 @@ def _trained_epochs(generator) -> float | None:
 
 
 def trained_models(run_dir: Path) -> list[dict]:
-    """What the run directory records of its models: seed, training seconds and limit, whether it stopped by itself."""
+    """What the run directory records of its models: seed, training seconds and limit, epochs, what stopped it."""
     paths = sorted(run_dir.glob("generator-*.json"), key=lambda path: int(path.stem.split("-")[1]))
     return [{k: v for k, v in _model_record(path).items() if k != "generator_id"} for path in paths]
 
 
 def _model_record(id_file: Path) -> dict:
-    """What `generator-<i>.json` records of model i: its generator id, seed, training seconds and limit."""
+    """What `generator-<i>.json` records of model i: its generator id, and what `trained_models` lists."""
     return json.loads(id_file.read_text())
 
 

@@ -48,7 +48,6 @@ def models_line(models: list[dict]) -> str:
     epochs may give a better model)."""
     seeds = ", ".join(str(m["seed"]) for m in models)
     minutes = ", ".join(f"{m['seconds'] / 60:.1f}" if "seconds" in m else "?" for m in models)
-
     cut, capped = ([str(m["seed"]) for m in models if m.get("stopped_by") == reason] for reason in ("time limit", "max_epochs"))
     how = []
     if cut:
