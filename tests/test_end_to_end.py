@@ -132,10 +132,13 @@ def test_awkward_column_types_train_end_to_end(tmp_path):
 
 def test_pool_parts_without_time_for_a_model_of_their_own_come_from_the_first(tmp_path):
     """A budget that leaves a second model less time than the first took (which trains until the budget stops it):
-    the second part of the pool is sampled from the first model instead."""
+    the second part of the pool is sampled from the first model instead. (How far that model gets in its 30 s varies
+    with the machine's load, and with it how near its rows sit to the 500 training rows: the privacy limit here is
+    loose, as this test is about the pool's parts.)"""
     read_training("flat").head(500).to_csv(tmp_path / "training.csv", index=False)
     result = subprocess.run([sys.executable, str(ROOT / "flat" / "run_flat.py"), "--profile", "smoke", "--time-budget", "2",
                              "--set", "iterations=2", "--set", "max_epochs=100", "--set", "train_minutes=0.5",
+                             "--set", "max_dcr_share=0.75",
                              "--training", str(tmp_path / "training.csv"), "--out", str(tmp_path / "run")],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
