@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from common.io import DataError
 
 MODELS = ("MOSTLY_AI/Small", "MOSTLY_AI/Medium", "MOSTLY_AI/Large")
+COLUMN_ORDERS = ("cardinality", "training")  # how the generator orders the columns it learns (common.generate)
 TABLE_KINDS = ("univariate", "bivariate", "trivariate", "next_row")  # what `screen_tables` may name
 MAX_SEED = 2**31 - 10_000  # the SDK's random state must stay below 2**32 for every derived seed
 
@@ -105,6 +106,7 @@ RULES: dict[str, Rule] = {
     "selection_minutes": Rule(float, low=0),
     # generator
     "model": Rule(str, choices=MODELS),
+    "column_order": Rule(str, choices=COLUMN_ORDERS),
     "max_epochs": Rule(float, above=0),
     "train_minutes": Rule(float, above=0),
     "batch_size": _count(optional=True),

@@ -55,6 +55,7 @@ class GeneratorSettings:
     """Everything that shapes the trained models and the pool; a run directory's cache belongs to one of these."""
 
     model: str
+    column_order: str  # "cardinality" or "training": see `model_column_order`
     max_epochs: float
     train_minutes: float  # per model, at most
     batch_size: int | None
@@ -97,6 +98,18 @@ def encoding_types(training: pd.DataFrame, context_key: str | None) -> dict[str,
         else:
             types[col] = "TABULAR_CATEGORICAL"
     return types
+
+
+def model_column_order(training: pd.DataFrame, context_key: str | None, rule: str) -> list[str]:
+    """The order in which the generator learns and samples the columns (flexible generation is off, so each column
+    is predicted from the ones before it). "cardinality": the key, then the columns with the fewest distinct values
+    first (ties as in the training data), so that the coarse columns that determine much come before the
+    fine-grained ones that depend on them; "training": as the training data has them."""
+    if rule == "training":
+        return list(training.columns)
+    distinct = training.nunique()
+    data_cols = sorted((c for c in training.columns if c != context_key), key=lambda c: distinct[c])  # stable
+    return ([context_key] if context_key is not None else []) + data_cols
 
 
 def device_name() -> str:
@@ -313,7 +326,7 @@ def _next_generator(mostly, training, context_key, indicators, settings: Generat
     start = time.monotonic()
     log.info(f"model: training {model.model} on {device_name()} (seed {seed}, at most {model.max_training_minutes:.1f} min, "
              f"{model.max_epochs:g} epochs) ...")
-    data = add_missing_indicators(training, indicators)
+    data = add_missing_indicators(training[model_column_order(training, context_key, settings.column_order)], indicators)
     config = {"name": id_file.stem, "random_state": seed, "tables": _training_tables(data, context_key, model)}
     output = id_file.with_suffix(".log")  # what the training process prints
     with _job_output_to(output):

@@ -83,6 +83,7 @@ OPTION_CASES = {
     "pool below target": (["--set", "pool_size=500"], "pool_size=500 is below the 1,000 rows to select"),
     "temperature below 0": (["--set", "temperature=-1"], "temperature=-1: expected a number > 0"),
     "unknown model": (["--set", "model=MOSTLY_AI/Huge"], "model='MOSTLY_AI/Huge': expected one of MOSTLY_AI/Small"),
+    "unknown column order": (["--set", "column_order=random"], "column_order='random': expected one of cardinality, training"),
     "unknown table kind": (["--set", "screen_tables=univariate,bivariates"], "screen_tables=('univariate', 'bivariates')"),
     "unknown setting": (["--set", "no_such_knob=1"], "no_such_knob"),
     "switch": (["--set", "qa_report=maybe"], "qa_report='maybe': expected true or false"),

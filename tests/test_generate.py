@@ -14,6 +14,7 @@ from common.generate import (
     apply_missing_indicators,
     encoding_types,
     missing_indicator_columns,
+    model_column_order,
     sort_groups,
 )
 from common.io import DataError, conform_to_training
@@ -61,6 +62,14 @@ def test_encodings_follow_the_training_types_not_the_sdk_guess():
                        "t": pd.to_datetime(["2024-01-01", "2024-02-01"])})
     assert encoding_types(df, "g") == {"g": "AUTO", "month": "TABULAR_CATEGORICAL", "n": "TABULAR_NUMERIC_AUTO",
                                        "b": "TABULAR_CATEGORICAL", "t": "TABULAR_DATETIME"}
+
+
+def test_the_model_learns_coarse_columns_first():
+    df = pd.DataFrame({"fine": [1.5, 2.5, 3.5, np.nan], "g": [9, 9, 8, 8], "two": ["a", "b", "a", "b"],
+                       "one": [0, 0, 0, 0], "also_two": [1, 2, 1, 1]})
+    assert model_column_order(df, None, "cardinality") == ["one", "g", "two", "also_two", "fine"]  # ties as given
+    assert model_column_order(df, "g", "cardinality") == ["g", "one", "two", "also_two", "fine"]  # the key first
+    assert model_column_order(df, "g", "training") == list(df.columns)
 
 
 def test_a_failed_job_is_one_line_with_the_sdk_reason(tmp_path):
