@@ -13,7 +13,8 @@ from common.io import DataError
 from common.pipeline import Budget, _fit_pool_to_budget, _recorded_pool_size
 from common.report import models_line
 
-SETTINGS = GeneratorSettings("MOSTLY_AI/Medium", "cardinality", 100, 45, None, None, iterations=1, pool_size=500_000, temperature=1.0, seed=0)
+SETTINGS = GeneratorSettings("MOSTLY_AI/Medium", "cardinality", 100, 45, None, None, iterations=1, pool_size=500_000,
+                             temperature=1.0, seed=0)
 
 
 def test_the_budget_keeps_time_for_the_selection_and_the_finish():
