@@ -68,8 +68,9 @@ PROFILES = {
     # a quick end-to-end try (< 3 min): a small model, a few thousand rows
     # (a 20-second model sits nearer its training rows than a trained one: the smoke run shows that every step runs,
     # with a privacy limit that such a model can meet; never use it for data that matters)
-    "smoke": dict(qa_report=False, max_dcr_share=0.6, model="MOSTLY_AI/Small", max_epochs=1, train_minutes=0.3, max_training_samples=2_000, pool_size=6_000,
-                  target_size=1_000, time_budget_min=3, finish_minutes=0.5, selection_minutes=0.3, max_triples=100, ipf_pairs=50),
+    "smoke": dict(qa_report=False, max_dcr_share=0.6, model="MOSTLY_AI/Small", max_epochs=1, train_minutes=0.3,
+                  max_training_samples=2_000, pool_size=6_000, target_size=1_000, time_budget_min=3, finish_minutes=0.5,
+                  selection_minutes=0.3, max_triples=100, ipf_pairs=50),
 }
 
 if __name__ == "__main__":
