@@ -127,9 +127,10 @@ RULES: dict[str, Rule] = {
     "n_candidates": _count(),
     "screen_tables": Rule(tuple, choices=TABLE_KINDS),
     "refine_chunk": _count(),
-    "refine_temperature": Rule(float, low=0),
     "refine_patience": _count(),
     "refine_finalists": _count(),
+    "anneal_sweeps": Rule(float, low=0),
+    "anneal_temperature": Rule(float, low=0),
     # privacy and reporting
     "max_dcr_share": Rule(float, above=0.5, high=1),
     "privacy_sample_rows": _count(low=100),
@@ -160,6 +161,8 @@ def check_config(config: dict) -> dict:
     checked = {key: RULES[key].check(key, value) if key in RULES else value for key, value in config.items()}
     if checked.get("ipf_time_share", 0) + checked.get("trim_time_share", 0) >= 1:
         raise DataError("ipf_time_share + trim_time_share must stay below 1 (refinement needs time too)")
+    if checked.get("anneal_sweeps") and not checked.get("anneal_temperature"):
+        raise DataError("anneal_sweeps needs anneal_temperature above 0 (or set anneal_sweeps=0: no annealing)")
     lengths = checked.get("group_lengths")
     if lengths is not None and not 1 <= lengths[0] <= lengths[1]:
         raise DataError(f"group_lengths={lengths}: expected (shortest, longest) with 1 <= shortest <= longest")

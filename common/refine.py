@@ -9,6 +9,8 @@ rows and coherence cells from a `PoolUnits`, and the tables and weights of the l
 - `trim`: from an oversized selection, remove the units whose removal helps most, in shrinking batches.
 - `refine`: remove one selected unit, try a few pool candidates in its place (in parallel), keep the best swap if
   the loss goes down (or, with a temperature, sometimes if it goes up a little).
+- `anneal`: from a converged selection, swaps at a temperature that falls to nearly zero, then `refine` again: it
+  leaves the local optimum where no single swap pays.
 
 Both take a `deadline` (`time.monotonic()` value) and return the best selection they have when it comes.
 """
@@ -249,7 +251,7 @@ def refine(
     deadline: float,
     n_candidates: int = 16,
     chunk: int = 2_000,
-    temperature: float = 0.0,
+    temperature: tuple[float, float] = (0.0, 0.0),
     min_accept_rate: float = 0.0005,
     patience: int = 10,
     max_attempts: int | None = None,
@@ -267,8 +269,10 @@ def refine(
     Candidates are pool units drawn uniformly, or in proportion to `candidate_weights` (e.g. IPF weights). With
     `screen_tables` (frame table indices) candidates are ranked on those tables first, and only the best
     `n_finalists` are scored on the whole objective: many more candidates for the same time on wide tables.
-    Without a temperature every accepted swap lowers the loss (monotone). Replacing the betas restricts the
-    objective (e.g. to coherence tables only).
+    Without a temperature every accepted swap lowers the loss (monotone). With `temperature` = (start, end) a swap
+    that raises the loss by `d` is kept with probability `exp(-d / T)`, `T` falling geometrically from start to end
+    over `max_attempts` or the time to the deadline, whichever runs out first; the run then ends there, not at
+    convergence. Replacing the betas restricts the objective (e.g. to coherence tables only).
     """
     pool, full = pool_units(problem), objective_of(problem, table_beta, coherence_beta)
     screen = full if screen_tables is None else objective_of(problem, table_beta, coherence_beta, screen_tables)
@@ -281,6 +285,10 @@ def refine(
     objective = lambda: loss(problem, residual, table_beta, coherence_beta)  # noqa: E731
     attempts = accepted = 0
     recent = collections.deque(maxlen=patience)  # swaps kept in each of the last chunks
+    start, end = temperature
+    if start > 0 and max_attempts is None:
+        raise ValueError("a temperature needs max_attempts")
+    begin = time.monotonic()
     with Progress(name) as progress:
         progress.log(f"{len(units):,} units of {problem.n_units:,}, loss {objective():.6f}")
         while time.monotonic() < deadline and (max_attempts is None or attempts < max_attempts):
@@ -290,17 +298,38 @@ def refine(
             else:
                 candidates = np.minimum(np.searchsorted(cumulative, rng.random((chunk, n_candidates))), problem.n_units - 1)
             draws = rng.random(chunk)
-            n_accepted = _swap_chunk(units, selected, positions, candidates, draws, temperature, n_finalists, pool, full, screen, residual)
+            if start > 0:  # the share of the schedule gone by, in attempts or in time
+                elapsed = max(attempts / max_attempts, (time.monotonic() - begin) / max(deadline - begin, 1e-9))
+                current = start * (end / start) ** elapsed
+            else:
+                current = 0.0
+            n_accepted = _swap_chunk(units, selected, positions, candidates, draws, current, n_finalists, pool, full, screen, residual)
             attempts, accepted = attempts + chunk, accepted + n_accepted
             progress.update(attempts=attempts, accepted=accepted, loss=objective())
             recent.append(n_accepted)
-            if temperature == 0.0 and len(recent) == patience and sum(recent) < min_accept_rate * chunk * patience:
+            if start == 0.0 and len(recent) == patience and sum(recent) < min_accept_rate * chunk * patience:
                 stop = f"converged: {sum(recent)} of the last {chunk * patience:,} swaps paid"
                 break
         else:
             stop = "deadline" if time.monotonic() >= deadline else "attempts done"
         progress.log(f"{stop}; {accepted:,} of {attempts:,} swaps kept, loss {objective():.6f}")
     return units
+
+
+def anneal(problem: Problem, units: np.ndarray, rng: np.random.Generator, deadline: float, sweeps: float,
+           temperature: float, cooling: float = 300.0, **swap_knobs) -> np.ndarray:
+    """Simulated annealing from a (converged) selection: `sweeps` swap attempts per selected unit, the temperature
+    falling from `temperature` to `temperature / cooling`, then `refine` without one until it converges; returns the
+    better of the selection given and the one reached. The temperature is in units of `1 / n_target`, what one unit
+    can change the loss by at most, so the same setting suits tables of any size. The annealing gets two thirds of
+    the time to the deadline at most, the final refinement the rest."""
+    scale = temperature / problem.n_target
+    before = loss(problem, residual_of(problem, units))
+    hot_deadline = time.monotonic() + 2 / 3 * max(deadline - time.monotonic(), 0.0)
+    annealed = refine(problem, units, rng, hot_deadline, temperature=(scale, scale / cooling),
+                      max_attempts=math.ceil(sweeps * len(units)), name="anneal", **swap_knobs)
+    annealed = refine(problem, annealed, rng, deadline, name="anneal: cool", **swap_knobs)
+    return annealed if loss(problem, residual_of(problem, annealed)) < before else np.asarray(units)
 
 
 def replace_units(problem: Problem, units: np.ndarray, drop: np.ndarray, candidates: np.ndarray, rounds: int = 8) -> np.ndarray:

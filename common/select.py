@@ -1,6 +1,6 @@
 """The selection recipe: IPF -> expectation rounding to an oversized subset -> trimming -> [coherence swaps] ->
-swap refinement, all within one deadline. The steps live in `common/ipf.py` and `common/refine.py`; this module
-only chains them and shares the time between them."""
+swap refinement -> [annealing], all within one deadline. The steps live in `common/ipf.py` and `common/refine.py`;
+this module only chains them and shares the time between them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from common.ipf import expectation_rounding, ipf
-from common.refine import refine, trim
+from common.refine import anneal, refine, trim
 from common.targets import Problem
 
 
@@ -28,9 +28,10 @@ class SelectionSettings:
     n_candidates: int  # pool candidates scored per swap
     screen_tables: tuple[str, ...]  # table kinds that pre-rank candidates (e.g. ("univariate",)); () for none
     refine_chunk: int  # swap attempts per numba call
-    refine_temperature: float  # annealing temperature of the swaps (0: only improving swaps)
     refine_patience: int  # chunks over which the acceptance rate decides convergence
     refine_finalists: int  # screened candidates scored on all tables
+    anneal_sweeps: float = 0.0  # annealing swap attempts per selected unit after the refinement (0: none)
+    anneal_temperature: float = 0.0  # its starting temperature, in units of 1 / n_target
     coherence_share: float = 0.0  # share of the refinement time for coherence-only swaps first (sequential data only)
 
     @classmethod
@@ -47,8 +48,8 @@ def select_units(
 ) -> np.ndarray:
     """Choose `problem.n_target` pool units (indices) before `deadline` (a `time.monotonic()` value).
 
-    `on_step(name, units, seconds)` is called after each step ("random", "ipf", "trim", "coherence", "refine");
-    "random" is a uniform random subset: what the raw pool would score.
+    `on_step(name, units, seconds)` is called after each step ("random", "ipf", "trim", "coherence", "refine",
+    "anneal"); "random" is a uniform random subset: what the raw pool would score.
     """
     on_step = on_step or (lambda name, units, seconds: None)
     budget = max(deadline - time.monotonic(), 0.0)
@@ -75,7 +76,11 @@ def select_units(
         units = done("coherence", refine(problem, units, rng, coherence_deadline, candidate_weights=weights,
                                          table_beta=np.zeros_like(problem.table_beta), name="coherence", **swaps))
     screen = _screen(problem, settings)
-    return done("refine", refine(problem, units, rng, deadline, candidate_weights=weights, screen_tables=screen, **swaps))
+    units = done("refine", refine(problem, units, rng, deadline, candidate_weights=weights, screen_tables=screen, **swaps))
+    if settings.anneal_sweeps:
+        units = done("anneal", anneal(problem, units, rng, deadline, settings.anneal_sweeps, settings.anneal_temperature,
+                                      candidate_weights=weights, screen_tables=screen, **swaps))
+    return units
 
 
 def refine_among(problem: Problem, units: np.ndarray, candidates: np.ndarray, settings: SelectionSettings, deadline: float,
@@ -90,8 +95,8 @@ def refine_among(problem: Problem, units: np.ndarray, candidates: np.ndarray, se
 
 
 def _swap_knobs(settings: SelectionSettings) -> dict:
-    return dict(n_candidates=settings.n_candidates, chunk=settings.refine_chunk, temperature=settings.refine_temperature,
-                patience=settings.refine_patience, n_finalists=settings.refine_finalists)
+    return dict(n_candidates=settings.n_candidates, chunk=settings.refine_chunk, patience=settings.refine_patience,
+                n_finalists=settings.refine_finalists)
 
 
 def _screen(problem: Problem, settings: SelectionSettings) -> np.ndarray | None:

@@ -51,9 +51,11 @@ CONFIG = dict(
     n_candidates=16,
     screen_tables=(),
     refine_chunk=2_000,       # swap attempts per kernel call
-    refine_temperature=0.0,   # annealing (0: keep only swaps that lower the loss)
     refine_patience=10,       # converged when the last this-many chunks kept < 0.05 % of their swaps
     refine_finalists=2,       # screened candidates scored on every table
+    anneal_sweeps=100.0,      # then simulated annealing: swap attempts per selected group (0: none; 8 min on the prize
+                              # data, 2 cores) ...
+    anneal_temperature=0.1,   # ... from this temperature (units of 1 / target size) down to 1/300 of it
     # privacy (common/privacy.py)
     max_dcr_share=0.52,       # qa's DCR share the submission must stay under (repaired by swaps when above)
     privacy_sample_rows=10_000,  # rows of selection, training and reference whose distances are measured (as qa)
@@ -70,8 +72,8 @@ PROFILES = {
     # data each stops itself after 15-17 min: four fit), pooled; sized to finish within 90 min on 2 CPU cores
     "cpu": dict(iterations=4, train_minutes=30),
     # above the prize winner in 20 min on 2 CPU cores: one Medium model (on the prize data the budget stops it before
-    # it stops by itself), half the pool, and the time the privacy guard needs there
-    "fast": dict(time_budget_min=20, pool_size=150_000, selection_minutes=2.5, finish_minutes=5),
+    # it stops by itself), half the pool, the time the privacy guard needs there, no time for annealing
+    "fast": dict(time_budget_min=20, pool_size=150_000, selection_minutes=2.5, finish_minutes=5, anneal_sweeps=0),
     # a quick end-to-end try (< 3 min): a small model, a few hundred groups
     # (a 20-second model sits nearer its training rows than a trained one: the smoke run shows that every step runs,
     # with a privacy limit that such a model can meet; never use it for data that matters)

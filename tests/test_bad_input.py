@@ -85,6 +85,8 @@ OPTION_CASES = {
     "unknown model": (["--set", "model=MOSTLY_AI/Huge"], "model='MOSTLY_AI/Huge': expected one of MOSTLY_AI/Small"),
     "unknown column order": (["--set", "column_order=random"], "column_order='random': expected one of cardinality, training"),
     "unknown table kind": (["--set", "screen_tables=univariate,bivariates"], "screen_tables=('univariate', 'bivariates')"),
+    "annealing without a temperature": (["--set", "anneal_sweeps=50", "--set", "anneal_temperature=0"],
+                                        "anneal_sweeps needs anneal_temperature"),
     "unknown setting": (["--set", "no_such_knob=1"], "no_such_knob"),
     "switch": (["--set", "qa_report=maybe"], "qa_report='maybe': expected true or false"),
 }

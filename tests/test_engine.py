@@ -7,7 +7,7 @@ from fixtures import flat_table, sequential_table
 
 from common.ipf import expectation_rounding, ipf
 from common.metric import evaluate
-from common.refine import loss, refine, residual_of, trim
+from common.refine import anneal, loss, refine, residual_of, trim
 from common.targets import build_problem
 
 FOREVER = float("inf")
@@ -73,6 +73,17 @@ def test_refinement_without_annealing_is_monotone():
         units = refine(problem, units, rng, FOREVER, chunk=200, max_attempts=200, min_accept_rate=0)
         losses.append(loss(problem, residual_of(problem, units)))
     assert all(b <= a + 1e-12 for a, b in zip(losses, losses[1:])) and losses[-1] < losses[0]
+
+
+def test_annealing_leaves_the_local_optimum_of_single_swaps():
+    problem = build_problem(flat_table(300, 5), flat_table(2000, 6))
+    rng = np.random.default_rng(2)
+    units = refine(problem, rng.choice(problem.n_units, 300, replace=False), rng, FOREVER, chunk=200)  # converged
+    converged = loss(problem, residual_of(problem, units))
+    annealed = anneal(problem, units, rng, FOREVER, sweeps=200, temperature=0.1, chunk=200)
+    assert len(set(annealed)) == 300 and loss(problem, residual_of(problem, annealed)) < converged
+    # a run that cannot improve hands back the selection it was given
+    np.testing.assert_array_equal(anneal(problem, units, rng, 0.0, sweeps=200, temperature=0.1), units)
 
 
 def run_pipeline(problem, seed):
