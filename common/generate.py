@@ -119,6 +119,20 @@ def device_name() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_packages(train: bool) -> None:
+    """Raise `DataError` (one line) when a package the run needs cannot be imported: mostlyai-qa (the guard and the
+    scores) and, where the run trains, the SDK's local mode (`mostlyai[local]`: its server and engine), so that a
+    partial install fails before any work instead of with a traceback after it."""
+    try:
+        import mostlyai.qa  # noqa: F401
+        if train:
+            import mostlyai.engine  # noqa: F401
+            from mostlyai.sdk._local.server import LocalServer  # noqa: F401  (what MostlyAI(local=True) starts)
+    except ImportError as err:
+        raise DataError(f"a package of the MOSTLY AI SDK's local mode is missing ({err}): install the pinned "
+                        "requirements with 'bash setup.sh'") from None
+
+
 def missing_indicator_columns(training: pd.DataFrame, context_key: str | None) -> list[str]:
     """Numeric columns (not the key) with missing values: each gets an "is missing" indicator for training."""
     return [c for c in training.columns

@@ -27,6 +27,7 @@ from common.generate import (
     MIN_TRAINING_SECONDS,
     MISSING_SUFFIX,
     GeneratorSettings,
+    check_packages,
     device_name,
     generate_pool,
     keep_training_lengths,
@@ -228,6 +229,7 @@ def run(challenge: str, config: dict) -> dict:
     key = config.get("context_key")
     out = Path(config["out"])
     inputs = check_inputs(config)
+    check_packages(train=inputs.pool is None)
     training, holdout, n_target = inputs.training, inputs.holdout, inputs.n_target
     generator = GeneratorSettings.from_config(config)
     if inputs.pool is None:

@@ -12,7 +12,7 @@ rows and coherence cells from a `PoolUnits`, and the tables and weights of the l
 - `anneal`: from a converged selection, swaps at a temperature that falls to nearly zero, then `refine` again: it
   leaves the local optimum where no single swap pays.
 
-Both take a `deadline` (`time.monotonic()` value) and return the best selection they have when it comes.
+All three take a `deadline` (`time.monotonic()` value) and return the best selection they have when it comes.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Bad input to the entry scripts: one line on stderr, exit code 2, nothing written, before any training."""
 
+import os
 import subprocess
 import sys
 
@@ -13,9 +14,9 @@ from common.config import check_config, parse_value
 from common.io import DataError
 
 
-def run_script(challenge: str, *args: str) -> subprocess.CompletedProcess:
+def run_script(challenge: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / challenge / f"run_{challenge}.py"), "--profile", "smoke", *args],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env=env)
 
 
 def sequential_rows(n_groups: int, length: int) -> pd.DataFrame:
@@ -101,6 +102,20 @@ def test_bad_options_give_one_line_error_and_no_output(case, good_training, tmp_
     assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
     assert message in result.stderr
     assert not out.exists()
+
+
+def test_a_missing_package_of_the_local_mode_is_named_before_any_work(good_training, tmp_path):
+    """As on a machine with `mostlyai` but without its local extras (seen: no uvicorn): one line, exit 2, no run
+    directory, before any training."""
+    shadow = tmp_path / "shadow" / "uvicorn"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError(\"No module named 'uvicorn'\")\n")
+    out = tmp_path / "run"
+    result = run_script("flat", "--training", str(good_training), "--out", str(out),
+                        env={**os.environ, "PYTHONPATH": str(shadow.parent)})
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert len(result.stderr.strip().splitlines()) == 1 and "No module named 'uvicorn'" in result.stderr
+    assert "bash setup.sh" in result.stderr and not out.exists()
 
 
 def test_unusable_run_directories_are_refused(good_training, tmp_path):
