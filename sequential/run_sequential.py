@@ -69,7 +69,8 @@ PROFILES = {
     # the winner's scale: three Medium models on a GPU
     "gpu": dict(iterations=3, train_minutes=20, time_budget_min=90),
     # up to four Medium models of at most 30 min each, as many as the budget gives the first one's time (on the prize
-    # data each stops itself after 15-17 min: four fit), pooled; sized to finish within 90 min on 2 CPU cores
+    # data each stops itself after 15-17 min on 2 cores: four fit; 26 min on a slower machine: two), pooled; sized to
+    # finish within 90 min on 2 CPU cores
     "cpu": dict(iterations=4, train_minutes=30),
     # above the prize winner in 20 min on 2 CPU cores: one Medium model (on the prize data the budget stops it before
     # it stops by itself), half the pool, the time the privacy guard needs there, no time for annealing
