@@ -132,8 +132,8 @@ class DistanceSpace:
             if trn.shape[1] > 10:
                 groups += split_columns_into_correlated_groups(together, k=3) + split_columns_into_random_groups(together, k=3)
         self.groups = [np.asarray(g) for g in groups if len(g)]
-        self.index = [(NearestNeighbors(n_neighbors=2).fit(trn[:, g]),
-                       NearestNeighbors(n_neighbors=2).fit(ref[:, g])) for g in self.groups]
+        self.index = [(NearestNeighbors(n_neighbors=2, n_jobs=-1).fit(trn[:, g]),  # queries on every core
+                       NearestNeighbors(n_neighbors=2, n_jobs=-1).fit(ref[:, g])) for g in self.groups]
 
     def _encode(self, rows: pd.DataFrame, with_originals: bool = False):
         from mostlyai.qa._embeddings import encode_data
