@@ -50,8 +50,8 @@ CONFIG = dict(
     refine_chunk=2_000,       # swap attempts per kernel call
     refine_patience=10,       # converged when the last this-many chunks kept < 0.05 % of their swaps
     refine_finalists=2,       # screened candidates scored on every table
-    anneal_sweeps=0.0,        # then simulated annealing: swap attempts per selected row (0: none; on census 100 lifted
-                              # the selection but not the submission: the privacy repairs took the gain back) ...
+    anneal_sweeps=0.0,        # then simulated annealing: swap attempts per selected row (0: none; on census and the demo
+                              # table 100 lifted the selection but not the submission: the privacy repairs took it back) ...
     anneal_temperature=0.1,   # ... from this temperature (units of 1 / target size) down to 1/300 of it
     # privacy (common/privacy.py)
     max_dcr_share=0.52,       # qa's DCR share the submission must stay under (repaired by swaps when above)
