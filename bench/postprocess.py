@@ -41,12 +41,14 @@ class Settings:
     n_pool: int
     budget: float  # seconds for the whole post-processing
     max_triples: int
+    metric_noise: float
     selection: SelectionSettings
 
 
 SETTINGS = {
-    "flat": Settings(100_000, 2_500_000, 300, max_triples=FLAT["max_triples"], selection=SelectionSettings.from_config(FLAT)),
-    "sequential": Settings(20_000, 300_000, 180, max_triples=SEQUENTIAL["max_triples"],
+    "flat": Settings(100_000, 2_500_000, 300, max_triples=FLAT["max_triples"], metric_noise=FLAT["metric_noise"],
+                     selection=SelectionSettings.from_config(FLAT)),
+    "sequential": Settings(20_000, 300_000, 180, max_triples=SEQUENTIAL["max_triples"], metric_noise=SEQUENTIAL["metric_noise"],
                            selection=SelectionSettings.from_config(SEQUENTIAL)),
 }
 
@@ -72,7 +74,7 @@ def run(challenge: str, size: float, budget: float | None, seed: int = 0) -> dic
     print(f"# {challenge}: data made in {time.perf_counter() - start:.0f} s; pool {len(pool):,} rows", file=sys.stderr)
 
     start = time.monotonic()
-    problem = build_problem(training, pool, key, max_triples=settings.max_triples, seed=seed)
+    problem = build_problem(training, pool, key, max_triples=settings.max_triples, seed=seed, metric_noise=settings.metric_noise)
     build_seconds = time.monotonic() - start
     selections = []  # (step, units, seconds), scored after the selection so that scoring takes no budget
     select_units(problem, settings.selection, time.monotonic() + budget - build_seconds, np.random.default_rng(seed),

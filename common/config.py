@@ -117,6 +117,7 @@ RULES: dict[str, Rule] = {
     # selection
     "target_size": _count(optional=True),
     "max_triples": _count(low=0),
+    "metric_noise": Rule(float, low=0, high=100),
     "ipf_pairs": _count(low=0),
     "ipf_passes": _count(low=0),
     "ipf_time_share": _share(),

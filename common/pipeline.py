@@ -270,7 +270,7 @@ def run(challenge: str, config: dict) -> dict:
                         "raise pool_size")
     seconds["copies"] = time.monotonic() - clock
     clock = time.monotonic()
-    problem = build_problem(training, pool, key, n_target, config["max_triples"], config["seed"])
+    problem = build_problem(training, pool, key, n_target, config["max_triples"], config["seed"], config["metric_noise"])
     seconds["build"] = time.monotonic() - clock
     steps, raw_units = [], []  # raw_units: the "random" step's selection, what the raw pool scores
 

@@ -1,9 +1,10 @@
 """Greedy trimming and swap refinement of a selection of units, on residuals, with numba kernels.
 
 The state of a selection is its residual `r = h - target` over all cells (frame tables, then coherence cells).
-Adding (`sign=+1`) or removing (`sign=-1`) unit `u` changes the loss `sum_c beta_c |r_c|` by exactly
-`sum_c beta_c (|r_c + sign a_uc| - |r_c|)` over the unit's cells (`unit_delta`; a sequence's frame rows that
-fall into one cell are merged first), so only those cells are read and written. The kernels read each unit's
+Adding (`sign=+1`) or removing (`sign=-1`) unit `u` changes the loss `sum_c beta_c cost_c(r_c)` by exactly
+`sum_c beta_c (cost_c(r_c + sign a_uc) - cost_c(r_c))` over the unit's cells (`unit_delta`; a sequence's frame rows
+that fall into one cell are merged first), so only those cells are read and written. `cost_c` is `|r|`, or its
+expectation under the noise the official metric adds to the cell (`cell_cost`, `Problem.cell_noise`). The kernels read each unit's
 rows and coherence cells from a `PoolUnits`, and the tables and weights of the loss from an `Objective`.
 
 - `trim`: from an oversized selection, remove the units whose removal helps most, in shrinking batches.
@@ -24,10 +25,21 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
+import scipy.special
 
 from common.progress import Progress
 from common.tables import cell_in_table
 from common.targets import Problem
+
+NOISY_COST_STEPS = 256  # points of the `NOISY_COST` table per unit of z = |r| / s
+
+
+def _expected_distances(z: np.ndarray) -> np.ndarray:
+    """`E|z + Z|` for Z standard normal."""
+    return z * scipy.special.erf(z / np.sqrt(2)) + np.sqrt(2 / np.pi) * np.exp(-0.5 * z**2)
+
+
+NOISY_COST = _expected_distances(np.arange(8 * NOISY_COST_STEPS + 1) / NOISY_COST_STEPS)  # z in [0, 8]; beyond, |z|
 
 
 class PoolUnits(NamedTuple):
@@ -51,6 +63,7 @@ class Objective(NamedTuple):
     offsets: np.ndarray  # (T + 1,) int64
     table_beta: np.ndarray  # (T,) float64
     coherence_beta: np.ndarray  # (E,) float64
+    noise: np.ndarray  # (all cells,) float32: `Problem.cell_noise`
 
 
 def pool_units(problem: Problem) -> PoolUnits:
@@ -73,7 +86,8 @@ def objective_of(
     coherence_beta = problem.coherence_beta if coherence_beta is None else coherence_beta
     tables = np.arange(problem.tables.n_tables) if tables is None else np.asarray(tables)
     frame = problem.tables
-    return Objective(frame.cols[tables], frame.strides[tables], frame.offsets[tables], table_beta[tables], coherence_beta)
+    return Objective(frame.cols[tables], frame.strides[tables], frame.offsets[tables], table_beta[tables], coherence_beta,
+                     problem.cell_noise)
 
 
 def residual_of(problem: Problem, units: np.ndarray) -> np.ndarray:
@@ -81,11 +95,35 @@ def residual_of(problem: Problem, units: np.ndarray) -> np.ndarray:
 
 
 def loss(problem: Problem, residual: np.ndarray, table_beta: np.ndarray | None = None, coherence_beta: np.ndarray | None = None) -> float:
-    """`sum_c beta_c |r_c|`: the expected accuracy is `sum(alpha) - loss` when the selection has `n_target` units."""
+    """`sum_c beta_c cost(r_c)`; without cell noise the expected accuracy is `sum(alpha) - loss` when the selection has
+    `n_target` units."""
     table_beta = problem.table_beta if table_beta is None else table_beta
     coherence_beta = problem.coherence_beta if coherence_beta is None else coherence_beta
     n = problem.n_frame_cells
-    return float(np.add.reduceat(np.abs(residual[:n]), problem.tables.offsets[:-1]) @ table_beta + np.abs(residual[n:]) @ coherence_beta)
+    cost = _costs(residual, problem.cell_noise)
+    return float(np.add.reduceat(cost[:n], problem.tables.offsets[:-1]) @ table_beta + cost[n:] @ coherence_beta)
+
+
+@numba.njit(inline="always", cache=True)
+def cell_cost(r, noise):
+    """`|r|`, or with noise `s` > 0 its expectation `E|r + s Z|` (Z standard normal): what a residual costs in
+    the official metric when that metric's own sampling adds noise to it. Smooth: a residual well inside the noise
+    costs little more than none. Interpolated in `NOISY_COST` (to within 2e-6 s)."""
+    if noise == 0.0:
+        return abs(r)
+    z = abs(r) / noise * NOISY_COST_STEPS
+    k = int(z)
+    if k >= len(NOISY_COST) - 1:
+        return abs(r)
+    return noise * (NOISY_COST[k] + (z - k) * (NOISY_COST[k + 1] - NOISY_COST[k]))
+
+
+@numba.njit(cache=True)
+def _costs(residual, noise):
+    out = np.empty(len(residual))
+    for c in range(len(residual)):
+        out[c] = cell_cost(residual[c], noise[c])
+    return out
 
 
 @numba.njit(cache=True)
@@ -115,12 +153,12 @@ def unit_delta(u, sign, pool, objective, residual):
                 amounts[m] = amount
                 m += 1
         for i in range(m):
-            r = residual[cells[i]]
-            delta += beta * (abs(r + amounts[i]) - abs(r))
+            r, noise = residual[cells[i]], objective.noise[cells[i]]
+            delta += beta * (cell_cost(r + amounts[i], noise) - cell_cost(r, noise))
     for k in range(pool.coherence_ptr[u], pool.coherence_ptr[u + 1]):
         e = pool.coherence_cell[k]
-        r = residual[pool.n_frame_cells + e]
-        delta += objective.coherence_beta[e] * (abs(r + sign * pool.coherence_amount[k]) - abs(r))
+        r, noise = residual[pool.n_frame_cells + e], objective.noise[pool.n_frame_cells + e]
+        delta += objective.coherence_beta[e] * (cell_cost(r + sign * pool.coherence_amount[k], noise) - cell_cost(r, noise))
     return delta
 
 
@@ -253,6 +291,7 @@ def refine(
     chunk: int = 2_000,
     temperature: tuple[float, float] = (0.0, 0.0),
     min_accept_rate: float = 0.0005,
+    min_loss_drop: float = 0.0002,
     patience: int = 10,
     max_attempts: int | None = None,
     candidate_weights: np.ndarray | None = None,
@@ -263,7 +302,9 @@ def refine(
     name: str = "refine",
 ) -> np.ndarray:
     """Swap refinement until the deadline, `max_attempts`, or until fewer than `min_accept_rate` of the attempts
-    of the last `patience` chunks pay off (acceptance comes in bursts: one idle chunk does not mean convergence).
+    of the last `patience` chunks pay off (acceptance comes in bursts: one idle chunk does not mean convergence);
+    with cell noise, where nearly every swap pays a little, also once those chunks lower the loss by less than
+    `min_loss_drop` of itself.
     The same seed gives the same selection unless the deadline cuts the run short.
 
     Candidates are pool units drawn uniformly, or in proportion to `candidate_weights` (e.g. IPF weights). With
@@ -285,6 +326,8 @@ def refine(
     objective = lambda: loss(problem, residual, table_beta, coherence_beta)  # noqa: E731
     attempts = accepted = 0
     recent = collections.deque(maxlen=patience)  # swaps kept in each of the last chunks
+    losses = collections.deque([objective()], maxlen=patience + 1)  # the loss before each of them, and now
+    smooth = bool(problem.cell_noise.any())
     start, end = temperature
     if start > 0 and max_attempts is None:
         raise ValueError("a temperature needs max_attempts")
@@ -305,10 +348,14 @@ def refine(
                 current = 0.0
             n_accepted = _swap_chunk(units, selected, positions, candidates, draws, current, n_finalists, pool, full, screen, residual)
             attempts, accepted = attempts + chunk, accepted + n_accepted
-            progress.update(attempts=attempts, accepted=accepted, loss=objective())
             recent.append(n_accepted)
+            losses.append(objective())
+            progress.update(attempts=attempts, accepted=accepted, loss=losses[-1])
             if start == 0.0 and len(recent) == patience and sum(recent) < min_accept_rate * chunk * patience:
                 stop = f"converged: {sum(recent)} of the last {chunk * patience:,} swaps paid"
+                break
+            if start == 0.0 and smooth and len(recent) == patience and losses[0] - losses[-1] < min_loss_drop * losses[0]:
+                stop = f"converged: the last {chunk * patience:,} attempts lowered the loss by {1 - losses[-1] / losses[0]:.3%}"
                 break
         else:
             stop = "deadline" if time.monotonic() >= deadline else "attempts done"

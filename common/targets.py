@@ -11,7 +11,8 @@ Targets come from the training data alone, scaled to the number of units to sele
 expected-mode accuracy, `sum_t alpha_t * (1 - L1_t / 2)`, with `alpha_t` spreading equal weight over the aspects
 (univariate, bivariate, trivariate, coherence) and equally over each aspect's tables. For a selection of
 `n_target` units it equals `sum(alpha) - sum_c beta_c * |h_c - target_c|`, with `beta = alpha / (2 n_target)`
-(per table, divided by a table's mean total for sequences per category).
+(per table, divided by a table's mean total for sequences per category). The engine may judge each cell with the
+noise the official metric adds to it instead (`cell_noise`, see `common/refine.py`).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class Problem:
     target: np.ndarray  # (T cells + E,) float64, target counts for `n_target` units
     n_target: int
     pool_groups: Groups  # unit u is pool group u (a row, for flat data)
+    cell_noise: np.ndarray  # (T cells + E,) float32: the standard deviation of the noise the official metric adds to a
+                            # cell's residual (counts); 0: none (the cell costs its plain |residual|)
 
     @property
     def n_units(self) -> int:
@@ -102,11 +105,16 @@ def build_problem(
     n_target: int | None = None,
     max_triples: int = 2_000,
     seed: int = 0,
+    metric_noise: float = 0.0,
 ) -> Problem:
     """The problem of choosing `n_target` units (default: as many as the training data has) out of `pool`.
 
     Bins are learnt from the training data only (expected mode). `max_triples` caps the trivariate tables: a
     seeded random sample of all triples stands for them (the metric averages over a random 10,000 too).
+    `metric_noise` > 0: each frame cell's residual is judged as the official metric sees it, with noise of variance
+    `metric_noise * target` added (`Problem.cell_noise`): the metric compares the selection with training AND
+    holdout, whose difference from training alone is noise of variance about `target / 2` for a holdout as large
+    as training (sequential data: more, from qa's draw of one row pair per sequence).
     """
     data_cols = sorted(c for c in training.columns if c != context_key)[:MAX_COLUMNS]
     kinds = {c: column_kind(training[c]) for c in training.columns if c != context_key}
@@ -147,6 +155,7 @@ def build_problem(
         target=np.concatenate([frame_target, coherence_target]),
         n_target=n_target,
         pool_groups=pool_groups,
+        cell_noise=np.concatenate([np.sqrt(metric_noise * frame_target), np.zeros(len(coherence_target))]).astype(np.float32),
     )
 
 

@@ -39,6 +39,8 @@ CONFIG = dict(
     # selection (common/select.py)
     target_size=None,         # rows in the submission (None: as many as the training data)
     max_triples=500,          # trivariate tables in the objective (a seeded sample)
+    metric_noise=0.5,         # each table cell's residual is judged with the noise the official metric adds to it: its
+                              # variance is this times the cell's target (0.5: a holdout as large as training; 0: none)
     ipf_pairs=500,
     ipf_passes=2,
     ipf_time_share=0.3,       # at most this share of the selection's time for IPF,

@@ -1,5 +1,8 @@
 """The selection engine on small problems with known answers."""
 
+import math
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,7 +10,7 @@ from fixtures import flat_table, sequential_table
 
 from common.ipf import expectation_rounding, ipf
 from common.metric import evaluate
-from common.refine import anneal, loss, refine, residual_of, trim
+from common.refine import anneal, cell_cost, loss, objective_of, pool_units, refine, residual_of, trim, unit_delta
 from common.targets import build_problem
 
 FOREVER = float("inf")
@@ -64,8 +67,9 @@ def test_trimming_does_not_worsen_accuracy():
     assert problem.accuracy(problem.histogram(trimmed))["overall"] >= before
 
 
-def test_refinement_without_annealing_is_monotone():
-    problem = build_problem(flat_table(300, 5), flat_table(2000, 6))
+@pytest.mark.parametrize("metric_noise", [0.0, 0.5])
+def test_refinement_without_annealing_is_monotone(metric_noise):
+    problem = build_problem(flat_table(300, 5), flat_table(2000, 6), metric_noise=metric_noise)
     rng = np.random.default_rng(2)
     units = rng.choice(problem.n_units, 300, replace=False)
     losses = [loss(problem, residual_of(problem, units))]
@@ -73,6 +77,40 @@ def test_refinement_without_annealing_is_monotone():
         units = refine(problem, units, rng, FOREVER, chunk=200, max_attempts=200, min_accept_rate=0)
         losses.append(loss(problem, residual_of(problem, units)))
     assert all(b <= a + 1e-12 for a, b in zip(losses, losses[1:])) and losses[-1] < losses[0]
+
+
+def test_a_refinement_with_metric_noise_stops_by_itself():
+    """Nearly every swap pays a little under a smooth cost: the refinement stops when the loss stops falling, so the
+    same seed gives the same selection (the deadline is only a guard)."""
+    problem = build_problem(flat_table(200, 5), flat_table(1000, 6), metric_noise=0.5)
+    start = np.random.default_rng(1).choice(problem.n_units, 200, replace=False)
+    first, second = (refine(problem, start, np.random.default_rng(2), time.monotonic() + 300, chunk=100) for _ in range(2))
+    np.testing.assert_array_equal(first, second)
+    assert loss(problem, residual_of(problem, first)) < loss(problem, residual_of(problem, start))
+
+
+def test_a_noisy_cell_costs_the_expected_distance():
+    """With noise `s`, a residual `r` costs E|r + s Z| (closed form: s (z erf(z / sqrt 2) + sqrt(2 / pi) exp(-z^2 / 2)),
+    z = r / s); without noise, |r|."""
+    for r in (-30.0, -2.5, -0.3, 0.0, 0.7, 4.0, 12.0, 1e6):
+        assert cell_cost(r, 0.0) == abs(r)
+        for s in (0.5, 2.0, 9.0):
+            z = r / s
+            exact = s * (z * math.erf(z / math.sqrt(2)) + math.sqrt(2 / math.pi) * math.exp(-z * z / 2))
+            assert cell_cost(r, s) == pytest.approx(exact, abs=1e-5 * s)
+    assert cell_cost(0.0, 2.0) == pytest.approx(2.0 * math.sqrt(2 / math.pi), rel=1e-6)  # a perfect cell still costs the noise
+
+
+@pytest.mark.parametrize("metric_noise", [0.0, 1.0])
+def test_a_unit_delta_is_the_change_of_the_loss(metric_noise):
+    training, pool = sequential_table(150, 1), sequential_table(600, 2, key_prefix="p")
+    problem = build_problem(training, pool, context_key="key", metric_noise=metric_noise)
+    assert (problem.cell_noise > 0).any() == (metric_noise > 0)
+    units = np.random.default_rng(0).choice(problem.n_units, 150, replace=False)
+    residual = residual_of(problem, units)
+    for v in np.setdiff1d(np.arange(problem.n_units), units)[:20]:
+        change = loss(problem, residual_of(problem, np.append(units, v))) - loss(problem, residual)
+        assert unit_delta(v, 1.0, pool_units(problem), objective_of(problem), residual) == pytest.approx(change, abs=1e-12)
 
 
 def test_annealing_leaves_the_local_optimum_of_single_swaps():
