@@ -291,7 +291,7 @@ def refine(
     chunk: int = 2_000,
     temperature: tuple[float, float] = (0.0, 0.0),
     min_accept_rate: float = 0.0005,
-    min_loss_drop: float = 0.0002,
+    min_loss_drop: float = 0.00005,
     patience: int = 10,
     max_attempts: int | None = None,
     candidate_weights: np.ndarray | None = None,
