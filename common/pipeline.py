@@ -287,8 +287,8 @@ def run(challenge: str, config: dict) -> dict:
     units = select_units(problem, selection, budget.selection, rng, on_step)
     clock = time.monotonic()
 
-    def polish(units: np.ndarray, candidates: np.ndarray) -> np.ndarray:  # half of what is left of the budget at most
-        return refine_among(problem, units, candidates, selection, time.monotonic() + 0.5 * (budget.end - time.monotonic()), rng)
+    def polish(units: np.ndarray, candidates: np.ndarray, rank: np.ndarray) -> np.ndarray:  # half of what is left of the budget at most
+        return refine_among(problem, units, candidates, selection, time.monotonic() + 0.5 * (budget.end - time.monotonic()), rng, rank)
 
     units = guard.enforce(problem, pool, units, log, polish, budget.end)
     on_step("privacy", units, time.monotonic() - clock)

@@ -17,8 +17,9 @@ Two checks, each with a repair, so that a run writes a private submission rather
   expected closeness on draws no measurement uses, in the groups where the selection sits nearer training) are
   swapped for pool units that sit nearer the reference, chosen by objective cost, and the share is measured again.
   Those swaps cost accuracy; once the share passes, the selection is polished: swap refinement whose candidates are
-  only pool units nearer the reference than training (and no training copies), which wins most of it back; the
-  share is measured again. Only when repairs fail does the run stop.
+  only pool units nearer the reference than training (and no training copies), each swap bringing in a unit no
+  nearer training than the one it takes out, which wins most of it back without lifting the share; the share is
+  measured again. Only when repairs fail does the run stop.
 
 The reference is the holdout when one is given, else a random half of the training units (both halves were seen
 in training, so the DCR check then catches only gross copying; the identical-copy check always compares with
@@ -54,6 +55,7 @@ SCORING_ROWS = 8  # the rows of each side a scoring draw holds, in multiples of 
 NEIGHBOURS = 64  # nearest rows of each side that decide a row's expected closeness
 TIE = 1e-6  # distances this close count as a tie (qa counts exact ties half)
 POLISH_DRAW = 100_000  # the draw that scores the polish's candidates (measurements and repairs use others)
+RANK_DRAW = 150_000  # the draw that ranks the units the polish swaps
 EXPECTED_DRAW = 200_000  # the first of the draws whose expected shares judge the selection
 ACCEPTED_RISK = float(norm.sf(3.0))  # the chance of qa's share reaching the limit that passes: three standard errors
 POLISH_MIN_SECONDS = 60  # a polish needs at least this much time before the run's end
@@ -216,6 +218,7 @@ class PrivacyGuard:
         self.repairs: list[dict] = []  # one entry per DCR repair: the share it started from, units swapped
         self.n_measured = 0  # DCR measurements made (each on draws of its own)
         self.far: np.ndarray | None = None  # the polish's candidates, once scored
+        self.ranking: tuple[np.ndarray, DistanceSpace] | None = None  # the polish's ranks of the pool units, and their draw
         self.rng = np.random.default_rng(seed)
         self.columns = compared_columns(training, key)
         identifiers = [c for c in training.columns if c != key and c not in self.columns]
@@ -297,10 +300,11 @@ class PrivacyGuard:
         """`units` without training copies beyond the reference's rate and with a DCR share within the limit (both
         repaired by swaps where needed); raises `DataError` when the pool cannot provide a private selection.
 
-        `polish(units, candidates)` is swap refinement among the given pool units: once swaps of the units nearest
-        training (which cost accuracy) have brought the share within the limit, it wins back accuracy with candidates
-        nearer the reference than training, while `until` (`time.monotonic()`) leaves time; the share is then
-        measured again (and repaired, should the polish have raised it)."""
+        `polish(units, candidates, rank)` is swap refinement among the given pool units, each swap bringing in a unit
+        ranked no higher than the one it takes out: once swaps of the units nearest training (which cost accuracy)
+        have brought the share within the limit, it wins back accuracy with candidates nearer the reference than
+        training, ranked by their closeness to training so that it does not lift the share again, while `until`
+        (`time.monotonic()`) leaves time; the share is then measured again (and repaired, should it still be over)."""
         units = self._without_copies(problem, pool, np.sort(units), log)
         if "dcr_note" not in self.report:
             units = self._within_dcr_limit(problem, pool, units, log, polish, until)
@@ -310,8 +314,9 @@ class PrivacyGuard:
 
     def _polish(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray, polish, log: logging.Logger) -> tuple[np.ndarray, int]:
         """`polish` among free pool units, of `polish_rows` rows in all, that sit nearer the reference than training
-        (closeness averaged over draws no measurement uses) and copy no training unit (scored once); returns the
-        units and how many were swapped."""
+        (closeness averaged over the column groups of a draw no measurement uses) and copy no training unit (scored
+        once), each swap bringing in a unit no nearer training than the one it takes out (`_rank`); returns the units
+        and how many were swapped."""
         if self.far is None:
             free = self.rng.permutation(np.setdiff1d(np.arange(problem.n_units), units))
             free = free[: max(int(np.searchsorted(np.cumsum(problem.pool_groups.length[free]), self.polish_rows)), 1)]
@@ -321,10 +326,23 @@ class PrivacyGuard:
             self.report["polish_candidates"] = {"scored": int(len(free)), "nearer_the_reference": int(len(self.far))}
             log.info(f"privacy: {len(self.far):,} of {len(free):,} pool {unit_name(self.key)} scored sit nearer the "
                      "reference than training: the candidates of the polish")
-        polished = np.sort(polish(units, self.far))
+        polished = np.sort(polish(units, self.far, self._rank(problem, pool, np.concatenate([self.far, units]))))
         swapped = int(len(np.setdiff1d(polished, units)))
         log.info(f"privacy: polished the selection: {swapped:,} {unit_name(self.key)} swapped for candidates nearer the reference")
         return polished, swapped
+
+    def _rank(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray) -> np.ndarray:
+        """Per pool unit, its closeness to training (averaged over the column groups) on a draw of its own, for the
+        given units (each scored once; others rank infinitely near). The candidates were picked on another draw,
+        where their closeness is low partly by luck: ranked on that one, a polish would lift the share."""
+        if self.ranking is None:
+            self.ranking = np.full(problem.n_units, np.inf), self._space(RANK_DRAW, SCORING_ROWS)
+        rank, space = self.ranking
+        units = units[np.isinf(rank[units])]
+        if len(units):
+            ranked, closeness, _ = self._group_closeness([space], problem, pool, units)
+            rank[ranked] = closeness.mean(axis=1)
+        return rank
 
     def _without_copies(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray, log: logging.Logger) -> np.ndarray:
         is_copy = self.is_copy(problem, pool, units)

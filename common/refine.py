@@ -241,11 +241,12 @@ def trim(
 
 
 @numba.njit(parallel=True, cache=True)
-def _swap_chunk(units, selected, positions, candidates, accept_draws, temperature, n_finalists, pool, full, screen, residual):
+def _swap_chunk(units, selected, positions, candidates, accept_draws, temperature, n_finalists, pool, full, screen, residual, rank):
     """Swap attempts: take out `units[positions[i]]`, put in the best of `candidates[i]` if that pays.
 
     Candidates are ranked by their delta under `screen` (cheap tables); the best `n_finalists` are scored under
     `full`, the objective. With `n_finalists` = 0 the screening score is the objective (`screen` is `full`).
+    A candidate already selected, or whose `rank` is above that of the unit taken out, is not eligible.
     """
     n_candidates = candidates.shape[1]
     screened = np.empty(n_candidates)
@@ -257,12 +258,12 @@ def _swap_chunk(units, selected, positions, candidates, accept_draws, temperatur
         apply_unit(u, -1.0, pool, full, residual)
         for k in numba.prange(n_candidates):
             v = candidates[i, k]
-            screened[k] = np.inf if selected[v] else unit_delta(v, 1.0, pool, screen, residual)
+            screened[k] = np.inf if selected[v] or rank[v] > rank[u] else unit_delta(v, 1.0, pool, screen, residual)
         if n_finalists > 0:
             order = np.argsort(screened)[:n_finalists]
             for k in numba.prange(len(order)):
                 v = candidates[i, order[k]]
-                finalists[k] = np.inf if selected[v] else unit_delta(v, 1.0, pool, full, residual)
+                finalists[k] = np.inf if selected[v] or rank[v] > rank[u] else unit_delta(v, 1.0, pool, full, residual)
             pick = np.argmin(finalists[: len(order)])
             best, d_in = order[pick], finalists[pick]
         else:
@@ -299,6 +300,7 @@ def refine(
     n_finalists: int = 2,
     table_beta: np.ndarray | None = None,
     coherence_beta: np.ndarray | None = None,
+    rank: np.ndarray | None = None,
     name: str = "refine",
 ) -> np.ndarray:
     """Swap refinement until the deadline, `max_attempts`, or until fewer than `min_accept_rate` of the attempts
@@ -313,7 +315,9 @@ def refine(
     Without a temperature every accepted swap lowers the loss (monotone). With `temperature` = (start, end) a swap
     that raises the loss by `d` is kept with probability `exp(-d / T)`, `T` falling geometrically from start to end
     over `max_attempts` or the time to the deadline, whichever runs out first; the run then ends there, not at
-    convergence. Replacing the betas restricts the objective (e.g. to coherence tables only).
+    convergence. Replacing the betas restricts the objective (e.g. to coherence tables only). With `rank` (a value
+    per pool unit) a swap may bring in only a unit ranked no higher than the one it takes out, so the selection's
+    total rank never rises (the privacy guard's polish ranks units by their closeness to training).
     """
     pool, full = pool_units(problem), objective_of(problem, table_beta, coherence_beta)
     screen = full if screen_tables is None else objective_of(problem, table_beta, coherence_beta, screen_tables)
@@ -322,6 +326,7 @@ def refine(
     residual = residual_of(problem, units)
     selected = np.zeros(problem.n_units, dtype=bool)
     selected[units] = True
+    rank = np.zeros(problem.n_units) if rank is None else np.asarray(rank, dtype=np.float64)
     cumulative = None if candidate_weights is None else np.cumsum(candidate_weights) / np.sum(candidate_weights)
     objective = lambda: loss(problem, residual, table_beta, coherence_beta)  # noqa: E731
     attempts = accepted = 0
@@ -346,7 +351,8 @@ def refine(
                 current = start * (end / start) ** elapsed
             else:
                 current = 0.0
-            n_accepted = _swap_chunk(units, selected, positions, candidates, draws, current, n_finalists, pool, full, screen, residual)
+            n_accepted = _swap_chunk(units, selected, positions, candidates, draws, current, n_finalists, pool, full, screen,
+                                     residual, rank)
             attempts, accepted = attempts + chunk, accepted + n_accepted
             recent.append(n_accepted)
             losses.append(objective())

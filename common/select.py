@@ -84,14 +84,15 @@ def select_units(
 
 
 def refine_among(problem: Problem, units: np.ndarray, candidates: np.ndarray, settings: SelectionSettings, deadline: float,
-                 rng: np.random.Generator) -> np.ndarray:
-    """Swap refinement of `units` whose candidates are only the given pool units (e.g. those the privacy guard allows)."""
+                 rng: np.random.Generator, rank: np.ndarray | None = None) -> np.ndarray:
+    """Swap refinement of `units` whose candidates are only the given pool units (e.g. those the privacy guard allows),
+    each swap bringing in a unit ranked no higher than the one it takes out (see `refine`)."""
     if not len(candidates):
         return units
     weights = np.zeros(problem.n_units)
     weights[candidates] = 1.0
     return refine(problem, units, rng, deadline, candidate_weights=weights, screen_tables=_screen(problem, settings),
-                  name="polish", **_swap_knobs(settings))
+                  rank=rank, name="polish", **_swap_knobs(settings))
 
 
 def _swap_knobs(settings: SelectionSettings) -> dict:

@@ -79,6 +79,19 @@ def test_refinement_without_annealing_is_monotone(metric_noise):
     assert all(b <= a + 1e-12 for a, b in zip(losses, losses[1:])) and losses[-1] < losses[0]
 
 
+def test_a_ranked_refinement_never_brings_in_a_unit_ranked_above_the_one_it_takes_out():
+    problem = build_problem(flat_table(300, 5), flat_table(2000, 6))
+    rng = np.random.default_rng(2)
+    start = rng.choice(problem.n_units, 300, replace=False)
+    rank = rng.random(problem.n_units)
+    units = refine(problem, start, rng, FOREVER, chunk=200, max_attempts=4_000, rank=rank)
+    brought_in = np.setdiff1d(units, start)
+    assert len(brought_in) > 20 and (np.sort(rank[units]) <= np.sort(rank[start]) + 1e-12).all()
+    above_all = np.ones(problem.n_units)
+    above_all[start] = 0.0  # every unit outside the selection ranks above every selected one: no swap is allowed
+    np.testing.assert_array_equal(refine(problem, start, rng, FOREVER, chunk=200, max_attempts=2_000, rank=above_all), start)
+
+
 def test_a_refinement_with_metric_noise_stops_by_itself():
     """Nearly every swap pays a little under a smooth cost: the refinement stops when the loss stops falling, so the
     same seed gives the same selection (the deadline is only a guard)."""

@@ -99,12 +99,14 @@ def test_after_repairs_a_polish_among_units_nearer_the_reference_wins_back_accur
     problem = build_problem(training, pool, n_target=600)
     selection = np.concatenate([np.arange(300), 600 + np.arange(300)])
     repaired = PrivacyGuard(training, holdout, None, max_dcr_share=0.52, seed=0).enforce(problem, pool, selection, LOG)
-    swapped_in, offered = [], []
+    swapped_in, offered, ranks = [], [], []
 
-    def polish(units, candidates):
-        polished = refine_among(problem, units, candidates, SelectionSettings.from_config(CONFIG), float("inf"), np.random.default_rng(0))
+    def polish(units, candidates, rank):
+        settings = SelectionSettings.from_config(CONFIG)
+        polished = refine_among(problem, units, candidates, settings, float("inf"), np.random.default_rng(0), rank)
         swapped_in.append(np.setdiff1d(polished, units))
         offered.append(candidates)
+        ranks.append(np.sort(rank[units]) - np.sort(rank[polished]))
         return polished
 
     guard = PrivacyGuard(training, holdout, None, max_dcr_share=0.52, seed=0, polish_rows=2_000)
@@ -113,6 +115,7 @@ def test_after_repairs_a_polish_among_units_nearer_the_reference_wins_back_accur
     assert [r["by"] for r in report["dcr_repairs"]][-1] == "polish" and report["dcr_share_expected"] <= 0.52
     assert all(np.isin(units, candidates).all() for units, candidates in zip(swapped_in, offered, strict=True))
     assert not np.isin(offered[0], np.arange(600)).any()  # no near copy of a training row is a candidate
+    assert all((drop >= -1e-12).all() for drop in ranks)  # no swap brought in a unit nearer training than the one it took out
     accuracy = [problem.accuracy(problem.histogram(units))["overall"] for units in (repaired, polished)]
     assert accuracy[1] > accuracy[0]
 
