@@ -240,6 +240,15 @@ def trim(
     return units
 
 
+@numba.njit(cache=True)
+def _entry_delta(v, u, selected, rank, pool, tables, residual):
+    """The delta of putting unit `v` in for `u` (already taken out) under `tables`, or inf when `v` may not come in:
+    it is selected already, or ranked above `u`."""
+    if selected[v] or rank[v] > rank[u]:
+        return np.inf
+    return unit_delta(v, 1.0, pool, tables, residual)
+
+
 @numba.njit(parallel=True, cache=True)
 def _swap_chunk(units, selected, positions, candidates, accept_draws, temperature, n_finalists, pool, full, screen, residual, rank):
     """Swap attempts: take out `units[positions[i]]`, put in the best of `candidates[i]` if that pays.
@@ -258,12 +267,12 @@ def _swap_chunk(units, selected, positions, candidates, accept_draws, temperatur
         apply_unit(u, -1.0, pool, full, residual)
         for k in numba.prange(n_candidates):
             v = candidates[i, k]
-            screened[k] = np.inf if selected[v] or rank[v] > rank[u] else unit_delta(v, 1.0, pool, screen, residual)
+            screened[k] = _entry_delta(v, u, selected, rank, pool, screen, residual)
         if n_finalists > 0:
             order = np.argsort(screened)[:n_finalists]
             for k in numba.prange(len(order)):
                 v = candidates[i, order[k]]
-                finalists[k] = np.inf if selected[v] or rank[v] > rank[u] else unit_delta(v, 1.0, pool, full, residual)
+                finalists[k] = _entry_delta(v, u, selected, rank, pool, full, residual)
             pick = np.argmin(finalists[: len(order)])
             best, d_in = order[pick], finalists[pick]
         else:
