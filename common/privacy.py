@@ -19,7 +19,7 @@ Two checks, each with a repair, so that a run writes a private submission rather
   Those swaps cost accuracy; once the share passes, the selection is polished: swap refinement whose candidates are
   only pool units nearer the reference than training (and no training copies), each swap bringing in a unit no
   nearer training than the one it takes out, which wins most of it back without lifting the share; the share is
-  measured again. Only when repairs fail does the run stop.
+  measured again (unless the polish, out of time, swapped nothing). Only when repairs fail does the run stop.
 
 The reference is the holdout when one is given, else a random half of the training units (both halves were seen
 in training, so the DCR check then catches only gross copying; the identical-copy check always compares with
@@ -413,6 +413,8 @@ class PrivacyGuard:
                          "the reference (chosen by objective cost)")
             self.repairs.append({"dcr_share": round(m["share"], 4), "expected": round(m["expected"], 4),
                                  "risk": round(m["risk"], 5), "by": last, "swapped": int(n)})
+            if last == "polish" and n == 0:  # (out of time) the selection that passed stands: a fresh reading of it
+                break                        # would add only noise, and repairs prompted by noise cost accuracy
         if not m["passes"] and passed is not None:
             units, m = passed
             log.info(f"privacy: the polish lifted the share again and the repairs did not bring it back: keeping the last "

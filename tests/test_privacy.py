@@ -120,6 +120,18 @@ def test_after_repairs_a_polish_among_units_nearer_the_reference_wins_back_accur
     assert accuracy[1] > accuracy[0]
 
 
+def test_a_polish_that_swaps_nothing_leaves_the_selection_that_passed_without_another_reading():
+    training, holdout = flat_table(600, 1), flat_table(600, 2)
+    pool = pd.concat([near_copies(training, 5), flat_table(3_000, 3)], ignore_index=True)
+    problem = build_problem(training, pool, n_target=600)
+    selection = np.concatenate([np.arange(300), 600 + np.arange(300)])
+    guard = PrivacyGuard(training, holdout, None, max_dcr_share=0.52, seed=0, polish_rows=2_000)
+    guard.enforce(problem, pool, selection, LOG, lambda units, candidates, rank: units)  # a polish out of time
+    repairs = guard.report["dcr_repairs"]
+    assert repairs[-1]["by"] == "polish" and repairs[-1]["swapped"] == 0
+    assert guard.n_measured == len(repairs)  # every reading was followed by a repair or the polish: none after it
+
+
 def test_a_pool_of_near_copies_stops_the_run():
     training, holdout = sequential_table(150, 1, key_prefix="t"), sequential_table(150, 2, key_prefix="h")
     noisy = pd.concat([training.assign(value=training["value"] + shift, key=f"p{shift}" + training["key"])
