@@ -53,8 +53,8 @@ CONFIG = dict(
     refine_patience=10,       # converged when the last this-many chunks kept < 0.05 % of their swaps
     refine_finalists=2,       # screened candidates scored on every table
     anneal_sweeps=0.0,        # then simulated annealing: swap attempts per selected row (0: none; 100 lifts census,
-                              # 0.9883 -> 0.9886, and credit-card, 0.9754 -> 0.9759, through the privacy guard, but takes
-                              # 12 minutes on the demo table, time its guard may need within a 90-minute budget) ...
+                              # 0.9883 -> 0.9886, and credit-card, 0.9754 -> 0.9759, through the privacy guard, but on
+                              # the demo table it takes 17 minutes that its guard needs: a 96-minute cpu run) ...
     anneal_temperature=0.1,   # ... from this temperature (units of 1 / target size) down to 1/300 of it
     # privacy (common/privacy.py)
     max_dcr_share=0.52,       # qa's DCR share the submission must stay under (repaired by swaps when above)
