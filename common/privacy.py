@@ -11,10 +11,11 @@ Two checks, each with a repair, so that a run writes a private submission rather
   highest share over qa's column groups (all columns, three correlated and three random subsets). qa's share is
   noisy (it samples 10,000 rows of each side), so the guard judges the chance that qa finds the selection over
   `max_dcr_share`: each column group's expected share (the chance, per row, that qa's draw finds it nearer training,
-  worked out from its nearest neighbours among several times qa's sample of each side: the systematic part, which
-  repairs can change) plus the binomial noise of qa's sample, summed over the groups and averaged over draws.
+  worked out from its nearest neighbours among several times qa's sample of each side, averaged over the selection's
+  rows, each scored once: the systematic part, which repairs can change) plus the binomial noise of qa's sample,
+  summed over the groups and averaged over draws of qa's random groups.
   When that chance is above three standard errors' worth (0.13 %), the selected units nearest training (by
-  expected closeness on draws no measurement uses, in the groups where the selection sits nearer training) are
+  expected closeness on draws no measurement uses, in the groups that most decide that chance) are
   swapped for pool units that sit nearer the reference, chosen by objective cost, and the share is measured again.
   Those swaps cost accuracy; once the share passes, the selection is polished: swap refinement whose candidates are
   only pool units nearer the reference than training (and no training copies), each swap bringing in a unit no
@@ -56,7 +57,8 @@ NEIGHBOURS = 64  # nearest rows of each side that decide a row's expected closen
 TIE = 1e-6  # distances this close count as a tie (qa counts exact ties half)
 POLISH_DRAW = 100_000  # the draw that scores the polish's candidates (measurements and repairs use others)
 RANK_DRAW = 150_000  # the draw that ranks the units the polish swaps
-EXPECTED_DRAW = 200_000  # the first of the draws whose expected shares judge the selection
+EXPECTED_DRAW = 200_000  # the draw whose expected shares judge the selection
+JUDGED_ROWS = 50_000  # of a larger selection, a fixed random subset of about this many rows judges its expected share
 ACCEPTED_RISK = float(norm.sf(3.0))  # the chance of qa's share reaching the limit that passes: three standard errors
 POLISH_MIN_SECONDS = 60  # a polish needs at least this much time before the run's end
 REPAIR_MARGIN = 2.0  # a repair swaps enough to lower the expected share by this many times the excess: units are
@@ -118,22 +120,25 @@ class DistanceSpace:
     """qa's distance space, fitted on equally sized samples of training and reference rows: `measure(rows)` gives the
     DCR share of a table's rows as qa computes it; `expected_closeness(rows, n_drawn)` gives, per row and column
     group, the chance that the row sits closer to training than to the reference when qa draws only `n_drawn` of the
-    space's rows on each side."""
+    space's rows on each side. Its column groups are qa's (all columns, three correlated groups and three random ones,
+    from `seed`), with `random_draws` draws of the random groups: `draws[k]` are the groups of the k-th."""
 
-    def __init__(self, training_rows: pd.DataFrame, reference_rows: pd.DataFrame, seed: int, groups: list[np.ndarray] | None = None):
+    def __init__(self, training_rows: pd.DataFrame, reference_rows: pd.DataFrame, seed: int, random_draws: int = 1):
         from mostlyai.qa._distances import split_columns_into_correlated_groups, split_columns_into_random_groups
         from sklearn.neighbors import NearestNeighbors
 
         self.seed = seed
         self.training_rows, self.reference_rows = training_rows, reference_rows
         trn, ref = self._encode(reference_rows, with_originals=True)
-        if groups is None:  # qa's column groups
-            np.random.seed(seed)  # qa draws its column groups from the global random state
-            together = np.vstack([trn, ref])
-            groups = [np.arange(trn.shape[1])]
-            if trn.shape[1] > 10:
-                groups += split_columns_into_correlated_groups(together, k=3) + split_columns_into_random_groups(together, k=3)
-        self.groups = [np.asarray(g) for g in groups if len(g)]
+        np.random.seed(seed)  # qa draws its column groups from the global random state
+        together = np.vstack([trn, ref])
+        groups = [(np.arange(trn.shape[1]), None)]  # (columns, the draw of random groups it belongs to; None: every draw)
+        if trn.shape[1] > 10:
+            groups += [(g, None) for g in split_columns_into_correlated_groups(together, k=3)]
+            groups += [(g, d) for d in range(random_draws) for g in split_columns_into_random_groups(together, k=3)]
+        groups = [(np.asarray(g), d) for g, d in groups if len(g)]
+        self.groups = [g for g, _ in groups]
+        self.draws = [np.array([i for i, (_, d) in enumerate(groups) if d in (None, k)]) for k in range(random_draws)]
         self.index = [(NearestNeighbors(n_neighbors=2, n_jobs=-1).fit(trn[:, g]),  # queries on every core
                        NearestNeighbors(n_neighbors=2, n_jobs=-1).fit(ref[:, g])) for g in self.groups]
 
@@ -219,6 +224,9 @@ class PrivacyGuard:
         self.n_measured = 0  # DCR measurements made (each on draws of its own)
         self.far: np.ndarray | None = None  # the polish's candidates, once scored
         self.ranking: tuple[np.ndarray, DistanceSpace] | None = None  # the polish's ranks of the pool units, and their draw
+        self.judge: DistanceSpace | None = None  # the space whose expected shares judge every measurement
+        self.closeness: np.ndarray | None = None  # per pool row and judge column group, its expected closeness (once scored)
+        self.judged: np.ndarray | None = None  # per pool row, a uniform draw: rows below the share JUDGED_ROWS allows are judged
         self.rng = np.random.default_rng(seed)
         self.columns = compared_columns(training, key)
         identifiers = [c for c in training.columns if c != key and c not in self.columns]
@@ -245,14 +253,14 @@ class PrivacyGuard:
         elif self.n_sample < MIN_DISTANCE_ROWS:
             self.report["dcr_note"] = f"too few rows for distances ({self.n_sample} on the smaller side, {MIN_DISTANCE_ROWS} needed)"
 
-    def _space(self, draw: int, scale: int = 1, groups: list[np.ndarray] | None = None) -> DistanceSpace:
+    def _space(self, draw: int, scale: int = 1, random_draws: int = 1) -> DistanceSpace:
         """A distance space on a fresh draw of `scale` times qa's sample of training and reference rows (all of them,
-        when fewer), and of qa's random column groups (unless `groups` are given): each measurement gets one the
-        repairs before it did not see, so that a repair cannot fit one draw's noise."""
+        when fewer), and of qa's random column groups (`random_draws` of them): each measurement gets one the repairs
+        before it did not see, so that a repair cannot fit one draw's noise."""
         rng = np.random.default_rng([self.seed, draw, scale])
         samples = [rows.iloc[np.sort(rng.choice(len(rows), min(scale * self.n_sample, len(rows)), replace=False))].reset_index(drop=True)
                    for rows in (self.near_rows, self.reference_rows)]
-        return DistanceSpace(*samples, seed=self.seed * 1_000 + draw, groups=groups)
+        return DistanceSpace(*samples, seed=self.seed * 1_000 + draw, random_draws=random_draws)
 
     def is_copy(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray, of: np.ndarray | None = None) -> np.ndarray:
         """Which of the (sorted) `units` equal a training unit (or a unit whose hash is in `of`)."""
@@ -304,7 +312,8 @@ class PrivacyGuard:
         ranked no higher than the one it takes out: once swaps of the units nearest training (which cost accuracy)
         have brought the share within the limit, it wins back accuracy with candidates nearer the reference than
         training, ranked by their closeness to training so that it does not lift the share again, while `until`
-        (`time.monotonic()`) leaves time; the share is then measured again (and repaired, should it still be over)."""
+        (`time.monotonic()`) leaves time; the share is then measured again (and repaired, should it still be over),
+        unless the polish swapped nothing."""
         units = self._without_copies(problem, pool, np.sort(units), log)
         if "dcr_note" not in self.report:
             units = self._within_dcr_limit(problem, pool, units, log, polish, until)
@@ -361,17 +370,20 @@ class PrivacyGuard:
         log.info(f"privacy: swapping {excess:,} selected units that copy a training unit for other pool units")
         return replace_units(problem, units, drop, candidates)
 
-    def _repair(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray, excess: float, draw: int) -> tuple[np.ndarray, int]:
+    def _repair(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray, excess: float, noise: float,
+                draw: int) -> tuple[np.ndarray, int]:
         """Swap selected units nearest training for pool units nearest the reference (clean of copies, chosen by
         objective cost), enough to lower the DCR share by `excess`; returns the units and how many were swapped.
-        Closeness is judged on the column groups (of SCORING_DRAWS draws of `SCORING_ROWS` times qa's sample) where the selection
-        sits nearer training, each weighted by how far: qa keeps the highest group's share, so swaps that lower the
-        others do not help."""
+        Closeness is judged on the column groups of SCORING_DRAWS draws of `SCORING_ROWS` times qa's sample where the
+        selection sits nearer training, each weighted by how far and by how much its share moves the chance that qa
+        finds the selection over the limit (the density of qa's `noise` there): qa keeps the highest group's share, so
+        swaps that lower the others help little."""
         spaces = [self._space(draw + k, SCORING_ROWS) for k in range(SCORING_DRAWS)]
         estimate = math.ceil(2 * REPAIR_MARGIN * excess * len(units))  # units to swap if each lowers the share by half a unit
         selected, near, n_rows = self._group_closeness(spaces, problem, pool, self.rng.permutation(units)[: 4 * estimate + 200])
-        above = np.clip(n_rows @ near / n_rows.sum() - 0.5, 0, None)  # how far each group's share sits above 0.5
-        weights = above / above.sum() if above.sum() > 0 else np.full(len(above), 1 / len(above))
+        shares = n_rows @ near / n_rows.sum()
+        weights = np.clip(shares - 0.5, 0, None) * norm.pdf((self.max_dcr_share - shares) / noise)
+        weights = weights / weights.sum() if weights.sum() > 0 else np.full(len(shares), 1 / len(shares))
         near = near @ weights
         free = np.setdiff1d(np.arange(problem.n_units), units)
         candidates, far, _ = self._group_closeness(spaces, problem, pool, self.rng.permutation(free)[: 12 * estimate + 500])
@@ -405,7 +417,7 @@ class PrivacyGuard:
                 break
             else:
                 scoring = 1_000 * (len(self.repairs) + 1)  # the first of SCORING_DRAWS draws no measurement uses
-                units, n = self._repair(problem, pool, units, m["excess"], scoring)
+                units, n = self._repair(problem, pool, units, m["excess"], m["noise"], scoring)
                 if n == 0:
                     break
                 last = "nearest"
@@ -443,26 +455,44 @@ class PrivacyGuard:
         expected share exceeds 0.5 by more than one standard error of the rows that judge it (small data, whose share
         is mostly noise: the selection then sits as near the reference as training). qa's share is the highest of its
         column groups' shares; each is the group's expected share (its systematic part, the part a repair can change:
-        worked out on `SCORING_ROWS` times qa's sample, with the draw's own column groups) plus the binomial noise of
-        qa's sample. The chance is bounded by the sum over the groups ("risk", averaged over the draws, as qa's random
-        groups differ from draw to draw). The bound counts the groups as independent, which they are not, and the
-        noise leaves out what qa's draw of training and reference rows adds: on the prize SEQUENTIAL data the two
-        roughly cancel (a selection passed at 0.13 % measured 0.5086 on average over 20 of qa's draws, with a
+        the mean over the selection's rows, see `_expected_shares`, not over a sample of them, whose luck the binomial
+        noise already covers: on the demo flat table a 10,000-row sample moved the expected share by 0.0016, the chance
+        of failing by a factor of 3) plus the binomial noise of qa's sample. The chance is bounded by the sum over the
+        groups ("risk", averaged over the draws of qa's random groups). The bound counts the groups as independent,
+        which they are not, and the noise leaves out what qa's draw of training and reference rows adds: on the prize
+        SEQUENTIAL data the two roughly cancel (a selection passed at 0.13 % measured 0.5086 on average over 20 of qa's draws, with a
         standard deviation of 0.0038: three of them below the limit). "expected": the nearest group's expected share;
         "excess": how far to lower it to pass."""
-        rows = [self._rows(problem, pool, units, self.n_sample)[0] for _ in range(MEASURE_DRAWS)]
         spaces = [self._space(MEASURE_DRAWS * self.n_measured + k) for k in range(MEASURE_DRAWS)]
-        draws = [space.measure(r) for space, r in zip(spaces, rows, strict=True)]
-        judges = [self._space(EXPECTED_DRAW + MEASURE_DRAWS * self.n_measured + k, SCORING_ROWS, space.groups)
-                  for k, space in enumerate(spaces)]
-        expected = [judge.expected_closeness(r, self.n_sample).mean(axis=0) for judge, r in zip(judges, rows, strict=True)]
+        draws = [space.measure(self._rows(problem, pool, units, self.n_sample)[0]) for space in spaces]
         self.n_measured += 1
+        shares = self._expected_shares(problem, pool, units)
+        expected = [shares[groups] for groups in self.judge.draws]
         noise = math.sqrt(0.25 / n_rows)
         risk = float(np.mean([min(norm.sf((self.max_dcr_share - e) / noise).sum(), 1.0) for e in expected]))
         highest = max(float(e.max()) for e in expected)
-        floor = 0.5 + math.sqrt(0.25 / min(len(judges[0].training_rows), len(judges[0].reference_rows)))
+        floor = 0.5 + math.sqrt(0.25 / min(len(self.judge.training_rows), len(self.judge.reference_rows)))
         n_groups = max(len(e) for e in expected)
         bar = max(self.max_dcr_share - norm.isf(ACCEPTED_RISK / n_groups) * noise, floor)  # every group below: passes
         return draws[0] | {"share": float(np.mean([d["share"] for d in draws])), "expected": float(np.mean([e.max() for e in expected])),
                            "noise": noise, "risk": risk, "passes": risk <= ACCEPTED_RISK or highest <= floor,
                            "excess": highest - bar + 0.5 * math.sqrt(0.25 / n_rows)}
+
+    def _expected_shares(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray) -> np.ndarray:
+        """Per column group of the judge (one space of `SCORING_ROWS` times qa's sample, with MEASURE_DRAWS draws of
+        qa's random groups), the expected DCR share of the selection: the mean expected closeness of its rows (at most
+        JUDGED_ROWS of them: a fixed random share of the pool's rows beyond). Each pool row is scored once, so that a
+        measurement after a repair scores only the rows it brought in."""
+        if self.judge is None:
+            self.judge = self._space(EXPECTED_DRAW, SCORING_ROWS, MEASURE_DRAWS)
+            self.closeness = np.full((len(pool), len(self.judge.groups)), np.nan, dtype=np.float32)
+            self.judged = np.random.default_rng([self.seed, EXPECTED_DRAW]).random(len(pool))
+        length = problem.pool_groups.length[units]
+        rows, row_length = problem.pool_rows(units), np.repeat(length, length)
+        kept = self.judged[rows] < JUDGED_ROWS / len(rows)
+        rows, row_length = rows[kept], row_length[kept]
+        new = np.isnan(self.closeness[rows, 0])
+        if new.any():
+            scored = _qa_rows(pool.iloc[rows[new]], self.key, self.columns, row_length[new])
+            self.closeness[rows[new]] = self.judge.expected_closeness(scored, self.n_sample)
+        return self.closeness[rows].mean(axis=0, dtype=np.float64)

@@ -77,12 +77,18 @@ def near_copies(df: pd.DataFrame, seed: int) -> pd.DataFrame:
     return df.assign(amount=df["amount"] * (1 + rng.normal(scale=0.001, size=len(df))))
 
 
-def test_a_selection_that_hugs_training_is_repaired_from_the_pool():
+def hugging_selection():
+    """Training and holdout tables of 600 rows, a pool of 5 near copies of each training row then 3,000 fresh rows, its
+    selection problem, and a selection of 300 near copies and 300 fresh rows (DCR share about 0.75)."""
     training, holdout = flat_table(600, 1), flat_table(600, 2)
     pool = pd.concat([near_copies(training, 5), flat_table(3_000, 3)], ignore_index=True)
     problem = build_problem(training, pool, n_target=600)
+    return training, holdout, pool, problem, np.concatenate([np.arange(300), 600 + np.arange(300)])
+
+
+def test_a_selection_that_hugs_training_is_repaired_from_the_pool():
+    training, holdout, pool, problem, selection = hugging_selection()
     guard = PrivacyGuard(training, holdout, None, max_dcr_share=0.52, seed=0)
-    selection = np.concatenate([np.arange(300), 600 + np.arange(300)])  # half near copies: DCR share about 0.75
     units = guard.enforce(problem, pool, selection, LOG)
     report = guard.report
     assert report["dcr_repairs"] and report["dcr_repairs"][0]["dcr_share"] > 0.6
@@ -94,10 +100,7 @@ def test_after_repairs_a_polish_among_units_nearer_the_reference_wins_back_accur
     from common.select import SelectionSettings, refine_among
     from flat.run_flat import CONFIG
 
-    training, holdout = flat_table(600, 1), flat_table(600, 2)
-    pool = pd.concat([near_copies(training, 5), flat_table(3_000, 3)], ignore_index=True)
-    problem = build_problem(training, pool, n_target=600)
-    selection = np.concatenate([np.arange(300), 600 + np.arange(300)])
+    training, holdout, pool, problem, selection = hugging_selection()
     repaired = PrivacyGuard(training, holdout, None, max_dcr_share=0.52, seed=0).enforce(problem, pool, selection, LOG)
     swapped_in, offered, ranks = [], [], []
 
@@ -121,15 +124,23 @@ def test_after_repairs_a_polish_among_units_nearer_the_reference_wins_back_accur
 
 
 def test_a_polish_that_swaps_nothing_leaves_the_selection_that_passed_without_another_reading():
-    training, holdout = flat_table(600, 1), flat_table(600, 2)
-    pool = pd.concat([near_copies(training, 5), flat_table(3_000, 3)], ignore_index=True)
-    problem = build_problem(training, pool, n_target=600)
-    selection = np.concatenate([np.arange(300), 600 + np.arange(300)])
+    training, holdout, pool, problem, selection = hugging_selection()
     guard = PrivacyGuard(training, holdout, None, max_dcr_share=0.52, seed=0, polish_rows=2_000)
     guard.enforce(problem, pool, selection, LOG, lambda units, candidates, rank: units)  # a polish out of time
     repairs = guard.report["dcr_repairs"]
     assert repairs[-1]["by"] == "polish" and repairs[-1]["swapped"] == 0
     assert guard.n_measured == len(repairs)  # every reading was followed by a repair or the polish: none after it
+
+
+def test_readings_of_one_selection_agree_and_score_each_row_once():
+    training, holdout, pool, problem, selection = hugging_selection()
+    guard = PrivacyGuard(training, holdout, None, max_dcr_share=0.52, seed=0)
+    first = guard._measure(problem, pool, selection, len(selection))
+    scored = np.flatnonzero(~np.isnan(guard.closeness[:, 0]))
+    second = guard._measure(problem, pool, selection, len(selection))
+    assert np.array_equal(scored, np.sort(selection))  # every selected row, and nothing else
+    assert np.array_equal(np.flatnonzero(~np.isnan(guard.closeness[:, 0])), scored)  # the second reading scored nothing
+    assert (first["expected"], first["risk"]) == (second["expected"], second["risk"])
 
 
 def test_a_pool_of_near_copies_stops_the_run():
