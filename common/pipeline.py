@@ -254,8 +254,9 @@ def run(challenge: str, config: dict) -> dict:
     seconds["generate"] = time.monotonic() - clock
     unit, n_pool_units = unit_name(key), count_units(pool, key)
     log.info(f"pool: {n_pool_units:,} {unit} ({len(pool):,} rows); target {n_target:,} {unit}")
+    larger_pool = "give a larger --pool" if inputs.pool is not None else "raise pool_size"
     if n_pool_units < n_target:
-        raise DataError(f"the pool has fewer {unit} than the target ({n_target:,}): raise pool_size")
+        raise DataError(f"the pool has fewer {unit} than the target ({n_target:,}): {larger_pool}")
     left = budget.selection - time.monotonic()
     if left < 0.5 * budget.selection_seconds:
         log.warning(f"warning: the selection gets {max(left, 0):.0f} s of the {budget.selection_seconds:.0f} s kept for it: "
@@ -267,7 +268,7 @@ def run(challenge: str, config: dict) -> dict:
     pool = guard.drop_copies(pool, log)
     if count_units(pool, key) < n_target:
         raise DataError(f"privacy: the pool has fewer {unit} than the target ({n_target:,}) once training copies are left out: "
-                        "raise pool_size")
+                        f"{larger_pool}")
     seconds["copies"] = time.monotonic() - clock
     clock = time.monotonic()
     problem = build_problem(training, pool, key, n_target, config["max_triples"], config["seed"], config["metric_noise"])

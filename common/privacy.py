@@ -50,6 +50,8 @@ from common.targets import Problem
 IDENTIFIER_SHARE = 0.95  # a column whose values are unique in at least this share of its rows names rows
 MIN_DISTANCE_ROWS = 50  # fewer rows on either side: no DCR share (reported as such)
 REPAIR_ROUNDS = 10
+STALL_SHARE = 0.1  # a nearest repair that lowers the expected share by less than this share of what it aims at stalls:
+STALLED_REPAIRS = 2  # this many in a row end the repairs (the pool holds too few units nearer the reference)
 MEASURE_DRAWS = 3  # draws whose DCR shares are averaged for each measurement
 SCORING_DRAWS = 3  # draws whose column groups a repair's closeness covers (qa's random groups differ by draw)
 SCORING_ROWS = 8  # the rows of each side a scoring draw holds, in multiples of qa's sample (all, when fewer)
@@ -402,8 +404,11 @@ class PrivacyGuard:
                           polish, until: float) -> np.ndarray:
         n_rows = min(self.n_sample, int(problem.pool_groups.length[units].sum()))
         last, passed = None, None  # the last repair ("nearest" or "polish"); the last selection that passed, its figures
+        aim, stalled = None, 0  # the expected share the last nearest repair aimed at; nearest repairs in a row that stalled
         for round_ in range(REPAIR_ROUNDS + 1):
             m = self._measure(problem, pool, units, n_rows)
+            if last == "nearest":
+                stalled = stalled + 1 if m["expected"] > aim[1] - STALL_SHARE * (aim[1] - aim[0]) else 0
             log.info(f"privacy: DCR share {m['share']:.3f} on {n_rows:,} rows (as qa measures it, mean of {MEASURE_DRAWS} "
                      f"draws), expected {m['expected']:.3f} in the nearest column group; with qa's noise ({m['noise']:.4f}) "
                      f"the chance that qa finds it over the limit {self.max_dcr_share} is {m['risk']:.2%} (passes at "
@@ -413,14 +418,14 @@ class PrivacyGuard:
                 if polish is None or last != "nearest" or round_ == REPAIR_ROUNDS or until - time.monotonic() < POLISH_MIN_SECONDS:
                     break
                 (units, n), last = self._polish(problem, pool, units, polish, log), "polish"  # measured next round
-            elif round_ == REPAIR_ROUNDS:
+            elif round_ == REPAIR_ROUNDS or stalled == STALLED_REPAIRS:
                 break
             else:
                 scoring = 1_000 * (len(self.repairs) + 1)  # the first of SCORING_DRAWS draws no measurement uses
                 units, n = self._repair(problem, pool, units, m["excess"], m["noise"], scoring)
                 if n == 0:
                     break
-                last = "nearest"
+                last, aim = "nearest", (m["expected"] - REPAIR_MARGIN * m["excess"], m["expected"])
                 log.info(f"privacy: swapped {n:,} selected units nearer training than the reference for pool units nearer "
                          "the reference (chosen by objective cost)")
             self.repairs.append({"dcr_share": round(m["share"], 4), "expected": round(m["expected"], 4),

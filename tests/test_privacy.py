@@ -9,7 +9,7 @@ import pytest
 from fixtures import flat_table, sequential_table
 
 from common.io import DataError
-from common.privacy import PrivacyGuard, _chance_nearer_training, identifier_columns, unit_hashes
+from common.privacy import REPAIR_ROUNDS, STALLED_REPAIRS, PrivacyGuard, _chance_nearer_training, identifier_columns, unit_hashes
 from common.targets import build_problem
 
 LOG = logging.getLogger("test")
@@ -152,6 +152,18 @@ def test_a_pool_of_near_copies_stops_the_run():
     with pytest.raises(DataError, match="DCR share"):
         guard.enforce(problem, noisy, np.arange(problem.n_target), LOG)
     assert guard.report["dcr_share"] > 0.7
+
+
+def test_repairs_that_make_no_headway_stop_the_run_early():
+    """A pool of near copies of training rows, of which qa's sample (100 rows of 2,000) holds few: each unit sits
+    only a little nearer training, and repairs swap near copies for near copies that look farther by luck alone."""
+    training, holdout = flat_table(2_000, 1), flat_table(2_000, 2)
+    pool = pd.concat([near_copies(training, seed) for seed in range(4)], ignore_index=True)
+    problem = build_problem(training, pool, n_target=1_000)
+    guard = PrivacyGuard(training, holdout, None, max_dcr_share=0.52, seed=0, n_sample=100)
+    with pytest.raises(DataError, match="DCR share"):
+        guard.enforce(problem, pool, np.arange(problem.n_target), LOG)
+    assert len(guard.repairs) == STALLED_REPAIRS < REPAIR_ROUNDS  # without the stall rule: 10 rounds, 4x the time
 
 
 def test_figures_that_cannot_be_computed_say_why():
