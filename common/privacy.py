@@ -62,7 +62,7 @@ RANK_DRAW = 150_000  # the draw that ranks the units the polish swaps
 EXPECTED_DRAW = 200_000  # the draw whose expected shares judge the selection
 JUDGED_ROWS = 50_000  # of a larger selection, a fixed random subset of about this many rows judges its expected share
 ACCEPTED_RISK = float(norm.sf(3.0))  # the chance of qa's share reaching the limit that passes: three standard errors
-POLISH_MIN_SECONDS = 60  # a polish needs at least this much time before the run's end
+POLISH_MIN_SECONDS = 60  # a polish needs at least this much time to swap before the run's end (besides its scoring)
 REPAIR_MARGIN = 2.0  # a repair swaps enough to lower the expected share by this many times the excess: units are
 # chosen by their closeness on draws of their own, whose random column groups are not those of the measurement
 SEQUENCE_LENGTH_COLUMN = "Sequence Length"  # qa's name for the length column it adds to sequential rows
@@ -229,6 +229,7 @@ class PrivacyGuard:
         self.judge: DistanceSpace | None = None  # the space whose expected shares judge every measurement
         self.closeness: np.ndarray | None = None  # per pool row and judge column group, its expected closeness (once scored)
         self.judged: np.ndarray | None = None  # per pool row, a uniform draw: rows below the share JUDGED_ROWS allows are judged
+        self.seconds_per_row: float | None = None  # the judge's pace: seconds to score one row in a space of one draw
         self.rng = np.random.default_rng(seed)
         self.columns = compared_columns(training, key)
         identifiers = [c for c in training.columns if c != key and c not in self.columns]
@@ -342,6 +343,13 @@ class PrivacyGuard:
         log.info(f"privacy: polished the selection: {swapped:,} {unit_name(self.key)} swapped for candidates nearer the reference")
         return polished, swapped
 
+    def _polish_seconds(self, problem: Problem, units: np.ndarray) -> float:
+        """The least time a polish needs before the run's end: POLISH_MIN_SECONDS to swap, plus, at the pace the judge
+        scored its rows, scoring its candidates and ranking them with the selection (once; a polish that got no time
+        to swap spent minutes on that on the prize SEQUENTIAL data)."""
+        rows = (self.polish_rows if self.far is None else 0) + (int(problem.pool_groups.length[units].sum()) if self.ranking is None else 0)
+        return POLISH_MIN_SECONDS + rows * self.seconds_per_row
+
     def _rank(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray) -> np.ndarray:
         """Per pool unit, its closeness to training (averaged over the column groups) on a draw of its own, for the
         given units (each scored once; others rank infinitely near). The candidates were picked on another draw,
@@ -415,7 +423,11 @@ class PrivacyGuard:
                      f"{ACCEPTED_RISK:.2%}); NNDR {m['nndr_training']:.3f} to training, {m['nndr_reference']:.3f} to the reference")
             if m["passes"]:
                 passed = units, m
-                if polish is None or last != "nearest" or round_ == REPAIR_ROUNDS or until - time.monotonic() < POLISH_MIN_SECONDS:
+                if polish is None or last != "nearest" or round_ == REPAIR_ROUNDS:
+                    break
+                needed, left = self._polish_seconds(problem, units), until - time.monotonic()
+                if left < needed:
+                    log.info(f"privacy: no polish: it needs about {needed:.0f} s and the time budget leaves {max(left, 0):.0f} s")
                     break
                 (units, n), last = self._polish(problem, pool, units, polish, log), "polish"  # measured next round
             elif round_ == REPAIR_ROUNDS or stalled == STALLED_REPAIRS:
@@ -498,6 +510,9 @@ class PrivacyGuard:
         rows, row_length = rows[kept], row_length[kept]
         new = np.isnan(self.closeness[rows, 0])
         if new.any():
+            clock = time.monotonic()
             scored = _qa_rows(pool.iloc[rows[new]], self.key, self.columns, row_length[new])
             self.closeness[rows[new]] = self.judge.expected_closeness(scored, self.n_sample)
+            if self.seconds_per_row is None:  # in a space of one draw of qa's random groups (the judge holds MEASURE_DRAWS)
+                self.seconds_per_row = (time.monotonic() - clock) / new.sum() * len(self.judge.draws[0]) / len(self.judge.groups)
         return self.closeness[rows].mean(axis=0, dtype=np.float64)

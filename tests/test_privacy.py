@@ -2,6 +2,7 @@
 swapped out; a selection that hugs the training rows is repaired, or stops the run when the pool cannot help."""
 
 import logging
+import time
 
 import numpy as np
 import pandas as pd
@@ -9,7 +10,15 @@ import pytest
 from fixtures import flat_table, sequential_table
 
 from common.io import DataError
-from common.privacy import REPAIR_ROUNDS, STALLED_REPAIRS, PrivacyGuard, _chance_nearer_training, identifier_columns, unit_hashes
+from common.privacy import (
+    POLISH_MIN_SECONDS,
+    REPAIR_ROUNDS,
+    STALLED_REPAIRS,
+    PrivacyGuard,
+    _chance_nearer_training,
+    identifier_columns,
+    unit_hashes,
+)
 from common.targets import build_problem
 
 LOG = logging.getLogger("test")
@@ -130,6 +139,17 @@ def test_a_polish_that_swaps_nothing_leaves_the_selection_that_passed_without_an
     repairs = guard.report["dcr_repairs"]
     assert repairs[-1]["by"] == "polish" and repairs[-1]["swapped"] == 0
     assert guard.n_measured == len(repairs)  # every reading was followed by a repair or the polish: none after it
+
+
+def test_no_polish_starts_without_the_time_to_score_its_candidates_and_swap(caplog):
+    training, holdout, pool, problem, selection = hugging_selection()
+    guard = PrivacyGuard(training, holdout, None, max_dcr_share=0.52, seed=0, polish_rows=2_000)
+    polished = []
+    with caplog.at_level(logging.INFO):
+        guard.enforce(problem, pool, selection, LOG, lambda units, candidates, rank: polished.append(units) or units,
+                      until=time.monotonic() + POLISH_MIN_SECONDS)
+    assert not polished and guard.far is None and guard.report["dcr_repairs"][-1]["by"] == "nearest"
+    assert "no polish: it needs about" in caplog.text
 
 
 def test_readings_of_one_selection_agree_and_score_each_row_once():
