@@ -412,11 +412,11 @@ class PrivacyGuard:
                           polish, until: float) -> np.ndarray:
         n_rows = min(self.n_sample, int(problem.pool_groups.length[units].sum()))
         last, passed = None, None  # the last repair ("nearest" or "polish"); the last selection that passed, its figures
-        aim, stalled = None, 0  # the expected share the last nearest repair aimed at; nearest repairs in a row that stalled
+        headway, stalled = math.inf, 0  # the expected share a nearest repair must get below not to stall; stalls in a row
         for round_ in range(REPAIR_ROUNDS + 1):
             m = self._measure(problem, pool, units, n_rows)
             if last == "nearest":
-                stalled = stalled + 1 if m["expected"] > aim[1] - STALL_SHARE * (aim[1] - aim[0]) else 0
+                stalled = stalled + 1 if m["expected"] > headway else 0
             log.info(f"privacy: DCR share {m['share']:.3f} on {n_rows:,} rows (as qa measures it, mean of {MEASURE_DRAWS} "
                      f"draws), expected {m['expected']:.3f} in the nearest column group; with qa's noise ({m['noise']:.4f}) "
                      f"the chance that qa finds it over the limit {self.max_dcr_share} is {m['risk']:.2%} (passes at "
@@ -437,7 +437,7 @@ class PrivacyGuard:
                 units, n = self._repair(problem, pool, units, m["excess"], m["noise"], scoring)
                 if n == 0:
                     break
-                last, aim = "nearest", (m["expected"] - REPAIR_MARGIN * m["excess"], m["expected"])
+                last, headway = "nearest", m["expected"] - STALL_SHARE * REPAIR_MARGIN * m["excess"]  # it aims at REPAIR_MARGIN x the excess
                 log.info(f"privacy: swapped {n:,} selected units nearer training than the reference for pool units nearer "
                          "the reference (chosen by objective cost)")
             self.repairs.append({"dcr_share": round(m["share"], 4), "expected": round(m["expected"], 4),
