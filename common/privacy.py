@@ -22,10 +22,14 @@ Two checks, each with a repair, so that a run writes a private submission rather
   nearer training than the one it takes out, which wins most of it back without lifting the share; the share is
   measured again (unless the polish, out of time, swapped nothing). Only when repairs fail does the run stop.
 
-The reference is the holdout when one is given, else a random half of the training units (both halves were seen
-in training, so the DCR check then catches only gross copying; the identical-copy check always compares with
-every training unit). Identifier-like columns (text or integers unique to nearly every row) are left out of both
-checks: a copied row under a fresh identifier is still a copy, and an identifier never makes two rows close.
+The reference is the holdout when one is given. Without one there is no DCR check: the share needs rows the model
+never saw and the judge does not count as training, and a training file holds none. A random half of the training
+units then stands in only for the rate of identical copies that unseen data shares with training; the copy check
+always compares with every training unit. (A half of training reads about 0.5 whatever the model memorised, since
+the model saw both halves; training units kept from the model miss the selection's pull toward every training unit,
+the kept ones too: docs/privacy.md.) Identifier-like columns (text or integers unique to nearly every row) are
+left out of both checks: a copied row under a fresh identifier is still a copy, and an identifier never makes two
+rows close.
 
 The holdout serves only these checks (and the candidates the repairs may use) and the final scores; it never steers
 training or the selection's objective.
@@ -234,27 +238,29 @@ class PrivacyGuard:
         self.columns = compared_columns(training, key)
         identifiers = [c for c in training.columns if c != key and c not in self.columns]
         self.training_hashes = np.unique(unit_hashes(training, key, self.columns))
-        if holdout is None:  # half of the training units stand in for the holdout, for the distances only
+        if holdout is None:  # half of the training units stand in for unseen data, for the rate of copies only
             units = training[key].unique() if key else np.arange(len(training))
             is_reference = np.isin(training[key] if key else np.arange(len(training)), self.rng.permutation(units)[: len(units) // 2])
-            near, reference = training[~is_reference], training[is_reference]
+            reference, other_hashes = training[is_reference], np.unique(unit_hashes(training[~is_reference], key, self.columns))
         else:
-            near, reference = training, holdout
+            reference, other_hashes = holdout, self.training_hashes
         reference_hashes = unit_hashes(reference, key, self.columns)
-        other_hashes = self.training_hashes if holdout is not None else np.unique(unit_hashes(near, key, self.columns))
         self.reference_hashes = np.unique(reference_hashes)
         self.reference_rate = float(np.mean(np.isin(reference_hashes, other_hashes)))
         self.report: dict = {
-            "reference": "holdout" if holdout is not None else "training half (no holdout given: only gross copying shows)",
+            "reference": "holdout" if holdout is not None else "training half (copies only; no holdout given)",
             "compared_columns": len(self.columns), "identifier_columns_left_out": identifiers,
             "reference_copy_rate": round(self.reference_rate, 4), "max_dcr_share": max_dcr_share,
         }
-        self.n_sample = min(n_sample, len(near), len(reference))  # equal sizes, as qa draws them
-        self.near_rows, self.reference_rows = _qa_rows(near, key, self.columns), _qa_rows(reference, key, self.columns)
-        if not self.columns:
+        self.n_sample = min(n_sample, len(training), len(reference))  # equal sizes, as qa draws them
+        if holdout is None:
+            self.report["dcr_note"] = "needs a holdout: rows the model never saw that qa does not count as training"
+        elif not self.columns:
             self.report["dcr_note"] = "no columns to compare besides identifiers and the key"
         elif self.n_sample < MIN_DISTANCE_ROWS:
             self.report["dcr_note"] = f"too few rows for distances ({self.n_sample} on the smaller side, {MIN_DISTANCE_ROWS} needed)"
+        else:
+            self.training_rows, self.holdout_rows = _qa_rows(training, key, self.columns), _qa_rows(holdout, key, self.columns)
 
     def _space(self, draw: int, scale: int = 1, random_draws: int = 1) -> DistanceSpace:
         """A distance space on a fresh draw of `scale` times qa's sample of training and reference rows (all of them,
@@ -262,7 +268,7 @@ class PrivacyGuard:
         before it did not see, so that a repair cannot fit one draw's noise."""
         rng = np.random.default_rng([self.seed, draw, scale])
         samples = [rows.iloc[np.sort(rng.choice(len(rows), min(scale * self.n_sample, len(rows)), replace=False))].reset_index(drop=True)
-                   for rows in (self.near_rows, self.reference_rows)]
+                   for rows in (self.training_rows, self.holdout_rows)]
         return DistanceSpace(*samples, seed=self.seed * 1_000 + draw, random_draws=random_draws)
 
     def is_copy(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray, of: np.ndarray | None = None) -> np.ndarray:
@@ -320,6 +326,8 @@ class PrivacyGuard:
         units = self._without_copies(problem, pool, np.sort(units), log)
         if "dcr_note" not in self.report:
             units = self._within_dcr_limit(problem, pool, units, log, polish, until)
+        else:
+            log.info(f"privacy: no DCR check ({self.report['dcr_note']})")
         self.report["identical_training"] = int(self.is_copy(problem, pool, units).sum())
         self.report["identical_reference"] = int(self.is_copy(problem, pool, units, self.reference_hashes).sum())
         return units

@@ -58,7 +58,7 @@ CONFIG = dict(
                               # the demo table it takes 17 minutes that its guard needs: a 96-minute cpu run) ...
     anneal_temperature=0.1,   # ... from this temperature (units of 1 / target size) down to 1/300 of it
     # privacy (common/privacy.py)
-    max_dcr_share=0.52,       # qa's DCR share the submission must stay under (repaired by swaps when above)
+    max_dcr_share=0.52,       # qa's DCR share the submission must stay under (repaired by swaps when above; needs --holdout)
     privacy_sample_rows=10_000,  # rows of selection, training and reference whose distances are measured (as qa)
     privacy_polish_rows=60_000,  # pool rows scored for the polish after DCR repairs (its candidates: those nearer the reference)
     # reporting (common/report.py)

@@ -38,7 +38,8 @@ def test_copies_under_fresh_ids_stay_out_without_a_holdout(tmp_path):
     copied = submission["id"].str.startswith("c").mean()
     assert len(submission) == 1_000 and copied <= 0.01
     assert metrics["privacy"]["identifier_columns_left_out"] == ["id"]
-    assert metrics["privacy"]["reference"].startswith("training half")
+    assert metrics["privacy"]["reference"].startswith("training half") and "dcr_share" not in metrics["privacy"]
+    assert "no DCR share (needs a holdout" in result.stderr
 
 
 def test_a_pool_nearer_training_than_the_holdout_is_repaired(tmp_path):

@@ -69,6 +69,16 @@ def test_without_a_holdout_copies_of_every_training_row_are_found():
     assert guard.report["reference"].startswith("training half")
 
 
+def test_without_a_holdout_no_dcr_share_is_claimed():
+    """A half of training, which the model saw as much as the other half, reads about 0.5 whatever the model
+    memorised: without a holdout the guard neither reports nor repairs a DCR share, and says why."""
+    training, _, pool, problem, selection = hugging_selection()
+    guard = PrivacyGuard(training, None, None, max_dcr_share=0.52, seed=0)
+    units = guard.enforce(problem, pool, selection, LOG)
+    assert np.array_equal(units, np.sort(selection)) and not guard.report.get("dcr_repairs")
+    assert "dcr_share" not in guard.report and guard.report["dcr_note"].startswith("needs a holdout")
+
+
 def test_copies_under_fresh_identifiers_are_copies():
     training = flat_table(400, 1).assign(id=[f"t{i}" for i in range(400)])
     fresh = flat_table(2_000, 3).assign(id=[f"p{i}" for i in range(2_000)])
