@@ -10,7 +10,7 @@ from fixtures import flat_table
 
 from common.generate import JOB_OVERHEAD_SECONDS, GeneratorSettings, next_model_seconds, stop_reason, trained_models, training_seconds
 from common.io import DataError
-from common.pipeline import Budget, _fit_pool_to_budget, _recorded_pool_size
+from common.pipeline import FINISH_MINUTES_WITHOUT_HOLDOUT, Budget, _fit_pool_to_budget, _recorded_pool_size
 from common.report import models_line
 
 SETTINGS = GeneratorSettings("MOSTLY_AI/Medium", "cardinality", 100, 45, None, None, iterations=1, pool_size=500_000,
@@ -18,10 +18,18 @@ SETTINGS = GeneratorSettings("MOSTLY_AI/Medium", "cardinality", 100, 45, None, N
 
 
 def test_the_budget_keeps_time_for_the_selection_and_the_finish():
-    budget = Budget.of({"time_budget_min": 90, "finish_minutes": 2, "selection_minutes": 5}, start=0.0)
+    budget = Budget.of({"time_budget_min": 90, "finish_minutes": 2, "selection_minutes": 5, "holdout": "h.csv"}, start=0.0)
     assert (budget.generation, budget.selection, budget.end) == (90 * 60 - 7 * 60, 90 * 60 - 2 * 60, 90 * 60)
-    small = Budget.of({"time_budget_min": 4, "finish_minutes": 2, "selection_minutes": 5}, start=0.0)
+    small = Budget.of({"time_budget_min": 4, "finish_minutes": 2, "selection_minutes": 5, "holdout": "h.csv"}, start=0.0)
     assert small.end - small.selection == pytest.approx(0.25 * 240) and small.selection_seconds == pytest.approx(0.25 * 240)
+
+
+def test_without_a_holdout_the_time_kept_for_the_privacy_check_goes_to_training():
+    config = {"time_budget_min": 90, "finish_minutes": 15, "selection_minutes": 5}
+    with_holdout, without = Budget.of(config | {"holdout": "h.csv"}, start=0.0), Budget.of(config, start=0.0)
+    assert with_holdout.end - with_holdout.selection == 15 * 60
+    assert without.end - without.selection == 60 * FINISH_MINUTES_WITHOUT_HOLDOUT < 15 * 60
+    assert without.generation - with_holdout.generation == 15 * 60 - 60 * FINISH_MINUTES_WITHOUT_HOLDOUT
 
 
 def test_a_short_budget_shrinks_the_pool_and_leaves_time_to_train():
