@@ -62,6 +62,8 @@ MIN_TRAINING_UNITS = 50  # rows (flat) or groups (sequential): fewer cannot be l
 MAX_HOLDOUT_COPIES = 0.5  # a holdout whose units repeat training units more often than this is not a holdout
 FINISH_MINUTES_WITHOUT_HOLDOUT = 1.0  # at most this much of `finish_minutes` is kept without a holdout: no DCR check
 # runs then, and what is left (scores and writing) took 10 s on the prize SEQUENTIAL data
+FINAL_SCORE_MARGIN = 1.5  # the guard stops this many times one official score (as the raw pool's took) before the budget's
+# end: the time the submission's own score and the writing need
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -291,21 +293,29 @@ def run(challenge: str, config: dict) -> dict:
     rng = np.random.default_rng(config["seed"])
     selection = SelectionSettings.from_config(config)
     units = select_units(problem, selection, budget.selection, rng, on_step)
+
+    # the scores that do not depend on the submission come first: their time tells the guard how long to leave for its own
+    clock = time.monotonic()
+    raw = pool.iloc[problem.pool_rows(np.sort(raw_units[0]))].reset_index(drop=True)
+    scores = {"accuracy_raw": _official(inputs, key, raw)} | ({"copy": _official(inputs, key, training)} if holdout is not None else {})
+    seconds["scores"] = time.monotonic() - clock
+    guard_end = budget.end - FINAL_SCORE_MARGIN * seconds["scores"] / len(scores)
+
     clock = time.monotonic()
 
     def polish(units: np.ndarray, candidates: np.ndarray, rank: np.ndarray) -> np.ndarray:  # half of what is left of the budget at most
-        return refine_among(problem, units, candidates, selection, time.monotonic() + 0.5 * (budget.end - time.monotonic()), rng, rank)
+        return refine_among(problem, units, candidates, selection, time.monotonic() + 0.5 * (guard_end - time.monotonic()), rng, rank)
 
-    units = guard.enforce(problem, pool, units, log, polish, budget.end)
+    units = guard.enforce(problem, pool, units, log, polish, guard_end)
     on_step("privacy", units, time.monotonic() - clock)
 
     submission = _submission(pool, problem, units, training, key)
     write_atomic(out / "submission.csv", lambda tmp: submission.to_csv(tmp, index=False))
-    raw = pool.iloc[problem.pool_rows(np.sort(raw_units[0]))].reset_index(drop=True)
+    scores["accuracy"] = _official(inputs, key, submission)
     metrics = {
         "challenge": challenge, "profile": config["profile"], "seed": config["seed"], "device": device_name(),
         "training": str(config["training"]), "holdout": str(config["holdout"]) if holdout is not None else None,
-        **_accuracy(inputs, key, raw, submission), "privacy": guard.report,
+        **_accuracy(scores), "privacy": guard.report,
         "models": trained_models(out) if inputs.pool is None else [],
         "seconds": {k: round(v, 1) for k, v in seconds.items()}, "steps": steps, "submission": str(out / "submission.csv"),
         "config": {k: v for k, v in config.items() if k not in ("training", "holdout", "out")},
@@ -369,15 +379,18 @@ def _submission(pool, problem, units, training, key) -> pd.DataFrame:
     return conform_to_training(submission, training, skip=(key,))
 
 
-def _accuracy(inputs: Inputs, key: str | None, raw: pd.DataFrame, submission: pd.DataFrame) -> dict:
-    """The official accuracy of the raw pool (a random subset) and of the submission, against the holdout when there
-    is one; that adds its "max" reference, the training data's own score (the copy, the metric's ceiling) and the
-    share of the way from the one to the other that the submission covers."""
-    training, holdout = inputs.training, inputs.holdout
-    tables = {"accuracy_raw": raw, "accuracy": submission} | ({"copy": training} if holdout is not None else {})
-    official = {name: evaluate(training, table, holdout, key, "replicate", 1).as_dict(with_max=holdout is not None)
-                for name, table in tables.items()}
-    if holdout is None:
-        return official
-    accuracy, copy = official["accuracy"], official.pop("copy")["overall"]
-    return official | {"accuracy_copy": copy, "gap_closed": gap_closed(accuracy["overall"], accuracy["overall_max"], copy)}
+def _official(inputs: Inputs, key: str | None, table: pd.DataFrame) -> dict:
+    """The official accuracy of `table`, against the holdout when there is one (which adds qa's "max" references)."""
+    holdout = inputs.holdout
+    return evaluate(inputs.training, table, holdout, key, "replicate", 1).as_dict(with_max=holdout is not None)
+
+
+def _accuracy(scores: dict) -> dict:
+    """The official scores of the raw pool (a random subset) and of the submission; with a holdout also the training
+    data's own score (the copy, the metric's ceiling) and the share of the way from the holdout's "max" to it that the
+    submission covers."""
+    if "copy" not in scores:
+        return scores
+    accuracy, copy = scores["accuracy"], scores["copy"]["overall"]
+    return {k: v for k, v in scores.items() if k != "copy"} | {
+        "accuracy_copy": copy, "gap_closed": gap_closed(accuracy["overall"], accuracy["overall_max"], copy)}

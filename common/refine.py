@@ -31,6 +31,8 @@ from common.progress import Progress
 from common.tables import cell_in_table
 from common.targets import Problem
 
+SLICE_SECONDS = 0.5  # swap attempts per kernel call: about this long, so that a deadline is missed by about as much at most
+SLICE_FIRST = 50  # attempts of the first call, which also compiles the kernel when its cache is cold
 NOISY_COST_STEPS = 256  # points of the `NOISY_COST` table per unit of z = |r| / s
 
 
@@ -249,6 +251,22 @@ def _entry_delta(v, u, selected, rank, pool, tables, residual):
     return unit_delta(v, 1.0, pool, tables, residual)
 
 
+def _swap_until(deadline: float, units, selected, positions, candidates, accept_draws, *args) -> tuple[int, int]:
+    """`_swap_chunk` over the attempts in slices of about SLICE_SECONDS each (at the pace of the last slice), until
+    the deadline comes: (attempts made, swaps kept). A run that the deadline does not cut makes the same swaps as one
+    call; slices keep one chunk from overrunning the deadline when the machine slows down (parallel kernels wait for
+    every thread at each candidate search, and a busy machine keeps threads waiting)."""
+    done = accepted = 0
+    size = SLICE_FIRST
+    while done < len(positions) and time.monotonic() < deadline:
+        clock = time.monotonic()
+        part = slice(done, done + size)
+        accepted += _swap_chunk(units, selected, positions[part], candidates[part], accept_draws[part], *args)
+        done += len(positions[part])
+        size = int(np.clip(SLICE_SECONDS / max(time.monotonic() - clock, 1e-6) * size, SLICE_FIRST, len(positions)))
+    return done, accepted
+
+
 @numba.njit(parallel=True, cache=True)
 def _swap_chunk(units, selected, positions, candidates, accept_draws, temperature, n_finalists, pool, full, screen, residual, rank):
     """Swap attempts: take out `units[positions[i]]`, put in the best of `candidates[i]` if that pays.
@@ -360,9 +378,12 @@ def refine(
                 current = start * (end / start) ** elapsed
             else:
                 current = 0.0
-            n_accepted = _swap_chunk(units, selected, positions, candidates, draws, current, n_finalists, pool, full, screen,
-                                     residual, rank)
-            attempts, accepted = attempts + chunk, accepted + n_accepted
+            n_attempts, n_accepted = _swap_until(deadline, units, selected, positions, candidates, draws, current, n_finalists,
+                                                 pool, full, screen, residual, rank)
+            attempts, accepted = attempts + n_attempts, accepted + n_accepted
+            if n_attempts < chunk:
+                stop = "deadline"
+                break
             recent.append(n_accepted)
             losses.append(objective())
             progress.update(attempts=attempts, accepted=accepted, loss=losses[-1])

@@ -8,9 +8,22 @@ import pandas as pd
 import pytest
 from fixtures import flat_table, sequential_table
 
+import common.refine
 from common.ipf import expectation_rounding, ipf
 from common.metric import evaluate
-from common.refine import anneal, cell_cost, loss, objective_of, pool_units, refine, residual_of, trim, unit_delta
+from common.refine import (
+    SLICE_SECONDS,
+    _swap_until,
+    anneal,
+    cell_cost,
+    loss,
+    objective_of,
+    pool_units,
+    refine,
+    residual_of,
+    trim,
+    unit_delta,
+)
 from common.targets import build_problem
 
 FOREVER = float("inf")
@@ -150,6 +163,23 @@ def test_same_seed_same_selection():
     first, second = run_pipeline(problem, 3), run_pipeline(problem, 3)
     np.testing.assert_array_equal(first, second)
     assert not np.array_equal(first, run_pipeline(problem, 4))
+
+
+def test_swaps_in_slices_are_the_swaps_of_one_kernel_call(monkeypatch):
+    problem = build_problem(flat_table(300, 7), flat_table(2000, 8))
+    start = np.random.default_rng(0).choice(problem.n_units, 300, replace=False)
+    whole = refine(problem, start, np.random.default_rng(1), FOREVER, chunk=2_000, max_attempts=4_000, min_accept_rate=0)
+    monkeypatch.setattr(common.refine, "SLICE_SECONDS", 0.0)  # every slice as small as the first
+    sliced = refine(problem, start, np.random.default_rng(1), FOREVER, chunk=2_000, max_attempts=4_000, min_accept_rate=0)
+    np.testing.assert_array_equal(whole, sliced)
+
+
+def test_a_chunk_of_swaps_stops_at_the_deadline_on_a_slow_machine(monkeypatch):
+    monkeypatch.setattr(common.refine, "_swap_chunk", lambda units, selected, positions, *args: time.sleep(1e-3 * len(positions)) or 0)
+    positions = np.zeros(100_000, dtype=np.int64)  # 100 s in one call
+    clock = time.monotonic()
+    attempts, _ = _swap_until(clock + 1.0, None, None, positions, positions, positions)
+    assert attempts < len(positions) and time.monotonic() - clock < 1.0 + 2 * SLICE_SECONDS
 
 
 def test_sequential_units_and_coherence():
