@@ -31,7 +31,7 @@ from common.progress import Progress
 from common.tables import cell_in_table
 from common.targets import Problem
 
-SLICE_SECONDS = 0.5  # swap attempts per kernel call: about this long, so that a deadline is missed by about as much at most
+SLICE_SECONDS = 0.5  # each kernel call of swap attempts lasts about this long: a deadline is missed by about as much at most
 SLICE_FIRST = 50  # attempts of the first call, which also compiles the kernel when its cache is cold
 NOISY_COST_STEPS = 256  # points of the `NOISY_COST` table per unit of z = |r| / s
 

@@ -168,8 +168,10 @@ def test_same_seed_same_selection():
 def test_swaps_in_slices_are_the_swaps_of_one_kernel_call(monkeypatch):
     problem = build_problem(flat_table(300, 7), flat_table(2000, 8))
     start = np.random.default_rng(0).choice(problem.n_units, 300, replace=False)
+    monkeypatch.setattr(common.refine, "SLICE_FIRST", 2_000)  # each chunk in one kernel call
     whole = refine(problem, start, np.random.default_rng(1), FOREVER, chunk=2_000, max_attempts=4_000, min_accept_rate=0)
-    monkeypatch.setattr(common.refine, "SLICE_SECONDS", 0.0)  # every slice as small as the first
+    monkeypatch.setattr(common.refine, "SLICE_FIRST", 50)
+    monkeypatch.setattr(common.refine, "SLICE_SECONDS", 0.0)  # each chunk in kernel calls of 50 attempts
     sliced = refine(problem, start, np.random.default_rng(1), FOREVER, chunk=2_000, max_attempts=4_000, min_accept_rate=0)
     np.testing.assert_array_equal(whole, sliced)
 
