@@ -83,3 +83,18 @@ def test_unreadable_file(files):
 def test_too_few_rows(files):
     flat_table(50, 6).to_csv(files / "small.csv", index=False)
     one_line_error(run("--training", str(files / "flat.csv"), "--synthetic", str(files / "small.csv")), "at least 100")
+
+
+def test_several_seeds(files):
+    args = ("--training", str(files / "trn.csv.gz"), "--synthetic", str(files / "syn.parquet"),
+            "--holdout", str(files / "hol.csv"), "--context-key", "key", "--json", "--seed")
+    one = [json.loads(run(*args, str(seed)).stdout) for seed in (1, 2, 3)]
+    result = json.loads(run(*args, "1", "2", "3").stdout)
+    assert result["seeds"] == [1, 2, 3]
+    for aspect in ("overall", "trivariate", "coherence_max"):
+        assert result[aspect] == sorted(r[aspect] for r in one)[1]  # the median of the three
+    overall = [r["overall"] for r in one]
+    assert result["mean"]["overall"] == pytest.approx(sum(overall) / 3)
+    assert result["standard_error"]["overall"] > 0
+    table = run(*[a for a in args if a != "--json"], "1", "2")
+    assert table.returncode == 0 and "s.e." in table.stdout and "seeds 1, 2;" in table.stdout
