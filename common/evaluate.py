@@ -96,14 +96,12 @@ def over_seeds(per_seed: list[dict], seeds: list[int]) -> dict:
     the mean and the standard error of the mean of every aspect."""
     if len(per_seed) == 1:
         return dict(per_seed[0])
-    result = {}
-    for name, first in per_seed[0].items():
-        result[name] = None if first is None else float(np.median([scores[name] for scores in per_seed]))
-    values = {aspect: np.array([scores[aspect] for scores in per_seed]) for aspect in ("overall",) + ASPECTS
-              if per_seed[0][aspect] is not None}
+    values = {name: np.array([scores[name] for scores in per_seed]) for name, first in per_seed[0].items() if first is not None}
+    result = {name: float(np.median(values[name])) if name in values else None for name in per_seed[0]}
+    aspects = [aspect for aspect in ("overall",) + ASPECTS if aspect in values]
     result["seeds"] = list(seeds)
-    result["mean"] = {aspect: float(v.mean()) for aspect, v in values.items()}
-    result["standard_error"] = {aspect: float(v.std(ddof=1) / np.sqrt(len(v))) for aspect, v in values.items()}
+    result["mean"] = {aspect: float(values[aspect].mean()) for aspect in aspects}
+    result["standard_error"] = {aspect: float(values[aspect].std(ddof=1) / np.sqrt(len(per_seed))) for aspect in aspects}
     return result
 
 
@@ -111,10 +109,11 @@ def format_table(result: dict) -> str:
     """Aspects as rows; columns: ours (the median over seeds, then their mean and its standard error, when there are
     several), qa's max reference and qa's own figure, where present."""
     official = result.get("official", {})
+    several = "seeds" in result
     rows = []
     for aspect in ("overall",) + ASPECTS:
-        row = {"aspect": aspect, "accuracy" if "seeds" not in result else "median": result[aspect]}
-        if "seeds" in result:
+        row = {"aspect": aspect, "median" if several else "accuracy": result[aspect]}
+        if several:
             row["mean"] = result["mean"].get(aspect)
             row["s.e."] = result["standard_error"].get(aspect)
         if f"{aspect}_max" in result:
@@ -123,7 +122,7 @@ def format_table(result: dict) -> str:
             row["qa.report"] = official.get(aspect)
         rows.append(row)
     table = pd.DataFrame(rows).set_index("aspect")
-    seeds = f"seeds {', '.join(map(str, result['seeds']))}; " if "seeds" in result else ""
+    seeds = f"seeds {', '.join(map(str, result['seeds']))}; " if several else ""
     footer = f"\n{seeds}{result['seconds']:.2f} s" + (f" (qa.report: {official['seconds']:.0f} s)" if official else "")
     return table.to_string(float_format=lambda v: f"{v:.5f}", na_rep="-") + footer
 
