@@ -13,7 +13,6 @@ Bad input gives a one-line error and exit code 2.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.io import DataError, align_to_training, check_context_key, exit_on_data_error, read_table
+from common.io import ArgumentParser, DataError, align_to_training, check_context_key, exit_on_data_error, read_table
 from common.metric import ASPECTS, evaluate
 
 
@@ -59,7 +58,7 @@ def official_scores(trn, syn, hol, context_key, seed, report_path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m common.evaluate", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m common.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--training", required=True, help="training table (CSV, CSV.gz or parquet)")
     parser.add_argument("--synthetic", required=True, help="synthetic table to score")
     parser.add_argument("--holdout", help="holdout table: original = training + holdout, and the max references")
@@ -70,9 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--official", action="store_true", help="also run mostlyai-qa's qa.report")
     parser.add_argument("--report", default="qa-report.html", help="where --official writes qa's HTML report")
-    args = parser.parse_args(argv)
-
     with exit_on_data_error():
+        args = parser.parse_args(argv)
         trn, syn, hol = load_tables(args.training, args.synthetic, args.holdout, args.context_key)
         start = time.perf_counter()
         per_seed = [evaluate(trn, syn, hol, args.context_key, args.mode, seed).as_dict(with_max=hol is not None)

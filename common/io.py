@@ -6,6 +6,7 @@ points print it and exit with code 2 (`exit_on_data_error`).
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from contextlib import contextmanager
@@ -27,6 +28,13 @@ def exit_on_data_error():
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are one-line `DataError`s (exit code 2 under `exit_on_data_error`, no usage block)."""
+
+    def error(self, message):
+        raise DataError(message)
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:

@@ -9,7 +9,6 @@ The entry scripts own the knobs (a CONFIG dict and profiles); `main` reads the c
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -38,6 +37,7 @@ from common.generate import (
     training_seconds,
 )
 from common.io import (
+    ArgumentParser,
     DataError,
     align_to_training,
     check_context_key,
@@ -66,17 +66,10 @@ FINAL_SCORE_MARGIN = 1.5  # the guard stops this many times one official score (
 # end: the time the submission's own score and the writing need
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    """argparse whose errors are one-line `DataError`s (exit code 2, no usage block)."""
-
-    def error(self, message):
-        raise DataError(message)
-
-
 def main(challenge: str, defaults: dict, profiles: dict[str, dict], argv: list[str] | None = None) -> int:
     """Command line of an entry script: `--training`, `--holdout`, `--pool`, `--profile`, `--time-budget`, `--out`,
     `--seed`, `--set key=value` (any CONFIG key); bad input gives a one-line error and exit code 2."""
-    parser = _ArgumentParser(description=f"{challenge} challenge: train, oversample, select, write the submission")
+    parser = ArgumentParser(description=f"{challenge} challenge: train, oversample, select, write the submission")
     parser.add_argument("--training", help="training table (CSV, CSV.gz or parquet)")
     parser.add_argument("--holdout", help="optional holdout table: only for the final scores and the privacy reference")
     parser.add_argument("--pool", help="optional pool to select from (the training data's columns): no training, no sampling")

@@ -47,6 +47,12 @@ def one_line_error(out, *fragments):
         assert fragment in out.stderr
 
 
+def test_bad_arguments(files):
+    one_line_error(run("--training", str(files / "flat.csv")), "required", "--synthetic")
+    one_line_error(run("--training", str(files / "flat.csv"), "--synthetic", str(files / "flat.csv"), "--seed", "x"),
+                   "--seed", "'x'")
+
+
 def test_missing_file(files):
     one_line_error(run("--training", str(files / "nope.csv"), "--synthetic", str(files / "flat.csv")), "no such file")
 
