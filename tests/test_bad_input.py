@@ -125,6 +125,16 @@ def test_unusable_run_directories_are_refused(good_training, tmp_path):
         assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def test_check_says_what_would_run_and_writes_nothing(good_training, tmp_path):
+    out = tmp_path / "new" / "run"
+    result = run_script("flat", "--training", str(good_training), "--out", str(out), "--check")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("flat: ok: 200 training rows x ") and "to select from" in result.stdout
+    assert not out.parent.exists()
+    result = run_script("flat", "--training", str(good_training), "--out", str(out), "--check", "--set", "pool_size=10")
+    assert result.returncode == 2 and "pool_size=10 is below" in result.stderr and not out.parent.exists()
+
+
 @pytest.mark.parametrize("fresh_ids", [False, True])
 def test_a_holdout_that_repeats_the_training_data_is_refused(tmp_path, fresh_ids):
     training = GOOD.assign(row_id=[f"id-{i}" for i in range(len(GOOD))])

@@ -109,6 +109,20 @@ def test_a_run_directory_refuses_other_data(smoke_outputs, tmp_path):
     assert result.returncode == 2 and "other data or generator settings" in result.stderr
 
 
+def test_run_all_checks_both_challenges_before_either_runs(tmp_path):
+    """A sequential input that fails (here a run directory of other settings) stops run_all.sh before the flat run
+    trains; options that run_all.sh sets itself are refused."""
+    taken = tmp_path / "sequential" / "demo-smoke"
+    taken.mkdir(parents=True)
+    (taken / "run.json").write_text("{}")
+    for options, message in ((["--outputs", str(tmp_path)], "error: sequential: "), (["--out", str(tmp_path)], "error: --out: ")):
+        result = subprocess.run(["bash", str(ROOT / "run_all.sh"), "--profile", "smoke", *options],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+        assert result.stderr.startswith(message)
+        assert not (tmp_path / "flat").exists()
+
+
 def test_awkward_column_types_train_end_to_end(tmp_path):
     """Month names (which the SDK's own guess takes for dates), booleans, integers stored as floats with gaps,
     hundreds of categories: the explicit encodings train them all."""
