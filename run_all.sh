@@ -22,6 +22,7 @@ while [ $# -gt 0 ]; do
     --profile) PROFILE="$2"; shift 2 ;;
     --profile=*) PROFILE="${1#*=}"; shift ;;
     --outputs) OUTPUTS="$2"; shift 2 ;;
+    -h|--help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;;  # the comment block above
     --seed) SEED_SUFFIX="-seed$2"; ARGS+=("$1" "$2"); shift 2 ;;
     --seed=*) SEED_SUFFIX="-seed${1#*=}"; ARGS+=("$1"); shift ;;
     --out|--out=*|--training|--training=*|--holdout|--holdout=*|--pool|--pool=*)

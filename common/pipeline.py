@@ -222,10 +222,10 @@ def _fit_pool_to_budget(settings: GeneratorSettings, training: pd.DataFrame, key
 def _recorded_pool_size(out: Path, settings: GeneratorSettings) -> int | None:
     """The pool size of the run directory's models and pool when its other generator settings are these: a resumed
     run keeps its pool, even where its budget alone would sample a smaller one."""
-    path = out / "run.json"
-    if not path.is_file():
+    recorded = _recorded_run(out)
+    if recorded is None:
         return None
-    recorded = {k: v for k, v in json.loads(path.read_text()).items() if k != "training"}
+    recorded = {k: v for k, v in recorded.items() if k != "training"}
     try:
         previous = GeneratorSettings(**recorded)
     except TypeError:  # a run directory of an older layout: the fingerprint check decides
@@ -373,13 +373,27 @@ def _logger(path: Path) -> logging.Logger:
     return log
 
 
+def _recorded_run(out: Path) -> dict | None:
+    """The run directory's `run.json` (None when there is none); raises `DataError` when it cannot be read."""
+    path = out / "run.json"
+    if not path.is_file():
+        return None
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: unreadable ({err.__class__.__name__}): choose another --out or delete it") from None
+    if not isinstance(recorded, dict):
+        raise DataError(f"{path}: not a run record: choose another --out or delete it")
+    return recorded
+
+
 def _run_fingerprint(out: Path, training: pd.DataFrame, settings: GeneratorSettings) -> dict:
     """What `run.json` records of a run directory: it caches models and pools for one training table and generator
     setting. Raises `DataError` when it already holds another's."""
     fingerprint = {"training": hashlib.sha1(pd.util.hash_pandas_object(training, index=False).to_numpy().tobytes()).hexdigest(),
                    **asdict(settings)}
-    path = out / "run.json"
-    if path.is_file() and json.loads(path.read_text()) != fingerprint:
+    recorded = _recorded_run(out)
+    if recorded is not None and recorded != fingerprint:
         raise DataError(f"{out} holds the models and pool of other data or generator settings: choose another --out or delete it")
     return fingerprint
 

@@ -120,7 +120,11 @@ def test_a_missing_package_of_the_local_mode_is_named_before_any_work(good_train
 
 def test_unusable_run_directories_are_refused(good_training, tmp_path):
     a_file = written(tmp_path / "taken", GOOD)
-    for out, message in ((a_file, "a file of that name exists"), (a_file / "run", "cannot write there")):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "run.json").write_text("{")
+    for out, message in ((a_file, "a file of that name exists"), (a_file / "run", "cannot write there"),
+                         (broken, "run.json: unreadable")):
         result = run_script("flat", "--training", str(good_training), "--out", str(out))
         assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 

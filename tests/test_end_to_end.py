@@ -111,7 +111,7 @@ def test_a_run_directory_refuses_other_data(smoke_outputs, tmp_path):
 
 def test_run_all_checks_both_challenges_before_either_runs(tmp_path):
     """A sequential input that fails (here a run directory of other settings) stops run_all.sh before the flat run
-    trains; options that run_all.sh sets itself are refused."""
+    trains; options that run_all.sh sets itself are refused; --help prints its usage."""
     taken = tmp_path / "sequential" / "demo-smoke"
     taken.mkdir(parents=True)
     (taken / "run.json").write_text("{}")
@@ -121,6 +121,8 @@ def test_run_all_checks_both_challenges_before_either_runs(tmp_path):
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
         assert result.stderr.startswith(message)
         assert not (tmp_path / "flat").exists()
+    usage = subprocess.run(["bash", str(ROOT / "run_all.sh"), "--help"], capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 0 and "--outputs DIR" in usage.stdout
 
 
 def test_awkward_column_types_train_end_to_end(tmp_path):
