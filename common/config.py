@@ -107,6 +107,7 @@ RULES: dict[str, Rule] = {
     # generator
     "model": Rule(str, choices=MODELS),
     "column_order": Rule(str, choices=COLUMN_ORDERS),
+    "discrete_max_values": _count(low=0),
     "max_epochs": Rule(float, above=0),
     "train_minutes": Rule(float, above=0),
     "batch_size": _count(optional=True),

@@ -56,6 +56,7 @@ class GeneratorSettings:
 
     model: str
     column_order: str  # "cardinality" or "training": see `model_column_order`
+    discrete_max_values: int  # see `encoding_types`
     max_epochs: float
     train_minutes: float  # per model, at most
     batch_size: int | None
@@ -84,10 +85,16 @@ SAMPLED_CELLS_PER_SECOND = 75_000.0
 MIN_TRAINING_SECONDS = 10.0
 
 
-def encoding_types(training: pd.DataFrame, context_key: str | None) -> dict[str, str]:
+def encoding_types(training: pd.DataFrame, context_key: str | None, discrete_max_values: int = 0) -> dict[str, str]:
     """The SDK's encoding of each column, from its type in the training data, as the metric bins it: numbers ->
     numeric, true datetimes -> datetime, anything else (text, booleans, indicator flags) -> categorical. The SDK's
-    own guess can take text for dates (month names such as 'may' parse as dates) and fail."""
+    own guess can take text for dates (month names such as 'may' parse as dates) and fail.
+
+    A numeric column with at most `discrete_max_values` distinct values is learnt as a set of values (the SDK's
+    discrete encoding): the model then samples only values the training data has, and learns lookups such as a
+    route's distance. Otherwise the SDK chooses: values when there are fewer than 100, else digits (three
+    significant digits at most) or 100 quantile bins, sampled uniformly inside the bin."""
+    distinct = training.nunique()
     types = {}
     for col in training.columns:
         if col == context_key:
@@ -95,7 +102,7 @@ def encoding_types(training: pd.DataFrame, context_key: str | None) -> dict[str,
         elif column_kind(training[col]) == "datetime":
             types[col] = "TABULAR_DATETIME"
         elif pd.api.types.is_numeric_dtype(training[col]) and not pd.api.types.is_bool_dtype(training[col]):
-            types[col] = "TABULAR_NUMERIC_AUTO"
+            types[col] = "TABULAR_NUMERIC_DISCRETE" if distinct[col] <= discrete_max_values else "TABULAR_NUMERIC_AUTO"
         else:
             types[col] = "TABULAR_CATEGORICAL"
     return types
@@ -152,9 +159,11 @@ def apply_missing_indicators(df: pd.DataFrame, columns: list[str]) -> pd.DataFra
     return df.drop(columns=[c + MISSING_SUFFIX for c in columns])
 
 
-def _training_tables(training: pd.DataFrame, context_key: str | None, settings: ModelSettings) -> list[dict]:
+def _training_tables(training: pd.DataFrame, context_key: str | None, settings: ModelSettings,
+                     discrete_max_values: int) -> list[dict]:
+    types = encoding_types(training, context_key, discrete_max_values)
     model = {"tabular_model_configuration": settings.sdk_config(),
-             "columns": [{"name": c, "model_encoding_type": t} for c, t in encoding_types(training, context_key).items()]}
+             "columns": [{"name": c, "model_encoding_type": t} for c, t in types.items()]}
     if context_key is None:
         return [{"name": "data", "data": training} | model]
     subjects = pd.DataFrame({context_key: training[context_key].drop_duplicates().to_numpy()})
@@ -342,7 +351,7 @@ def _next_generator(mostly, training, context_key, indicators, settings: Generat
     log.info(f"model: training {model.model} on {device_name()} (seed {seed}, at most {model.max_training_minutes:.1f} min, "
              f"{model.max_epochs:g} epochs) ...")
     data = add_missing_indicators(training[model_column_order(training, context_key, settings.column_order)], indicators)
-    config = {"name": id_file.stem, "random_state": seed, "tables": _training_tables(data, context_key, model)}
+    config = {"name": id_file.stem, "random_state": seed, "tables": _training_tables(data, context_key, model, settings.discrete_max_values)}
     output = id_file.with_suffix(".log")  # what the training process prints
     with _job_output_to(output):
         generator = mostly.train(config=config, start=True, wait=False, progress_bar=False)

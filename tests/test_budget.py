@@ -13,7 +13,7 @@ from common.io import DataError
 from common.pipeline import FINISH_MINUTES_WITHOUT_HOLDOUT, Budget, _fit_pool_to_budget, _recorded_pool_size
 from common.report import models_line
 
-SETTINGS = GeneratorSettings("MOSTLY_AI/Medium", "cardinality", 100, 45, None, None, iterations=1, pool_size=500_000,
+SETTINGS = GeneratorSettings("MOSTLY_AI/Medium", "cardinality", 0, 100, 45, None, None, iterations=1, pool_size=500_000,
                              temperature=1.0, seed=0)
 
 

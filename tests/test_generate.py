@@ -64,6 +64,13 @@ def test_encodings_follow_the_training_types_not_the_sdk_guess():
                                        "b": "TABULAR_CATEGORICAL", "t": "TABULAR_DATETIME"}
 
 
+def test_numbers_with_few_distinct_values_can_be_learnt_as_their_values():
+    df = pd.DataFrame({"g": [1, 1, 2], "few": [1.0, 2.0, 2.0], "many": [1.5, 2.5, 3.5], "m": ["a", "b", "a"]})
+    assert encoding_types(df, "g", discrete_max_values=2) == {
+        "g": "AUTO", "few": "TABULAR_NUMERIC_DISCRETE", "many": "TABULAR_NUMERIC_AUTO", "m": "TABULAR_CATEGORICAL"}
+    assert encoding_types(df, "g", discrete_max_values=0)["few"] == "TABULAR_NUMERIC_AUTO"  # the SDK decides
+
+
 def test_the_model_learns_coarse_columns_first():
     df = pd.DataFrame({"fine": [1.5, 2.5, 3.5, np.nan], "g": [9, 9, 8, 8], "two": ["a", "b", "a", "b"],
                        "one": [0, 0, 0, 0], "also_two": [1, 2, 1, 1]})
