@@ -94,7 +94,6 @@ def encoding_types(training: pd.DataFrame, context_key: str | None, discrete_max
     discrete encoding): the model then samples only values the training data has, and learns lookups such as a
     route's distance. Otherwise the SDK chooses: values when there are fewer than 100, else digits (three
     significant digits at most) or 100 quantile bins, sampled uniformly inside the bin."""
-    distinct = training.nunique()
     types = {}
     for col in training.columns:
         if col == context_key:
@@ -102,7 +101,8 @@ def encoding_types(training: pd.DataFrame, context_key: str | None, discrete_max
         elif column_kind(training[col]) == "datetime":
             types[col] = "TABULAR_DATETIME"
         elif pd.api.types.is_numeric_dtype(training[col]) and not pd.api.types.is_bool_dtype(training[col]):
-            types[col] = "TABULAR_NUMERIC_DISCRETE" if distinct[col] <= discrete_max_values else "TABULAR_NUMERIC_AUTO"
+            discrete = discrete_max_values > 0 and training[col].nunique() <= discrete_max_values
+            types[col] = "TABULAR_NUMERIC_DISCRETE" if discrete else "TABULAR_NUMERIC_AUTO"
         else:
             types[col] = "TABULAR_CATEGORICAL"
     return types
