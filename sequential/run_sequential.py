@@ -30,7 +30,7 @@ CONFIG = dict(
     # generator (MOSTLY AI SDK, TabularARGN)
     model="MOSTLY_AI/Medium",
     column_order="training",  # the order the model learns the columns in: "training" (as the training data has them)
-                              # or "cardinality" (fewest distinct values first; no gain beyond noise on the prize data)
+                              # or "cardinality" (fewest distinct values first; no gain beyond noise on the prize or demo data)
     discrete_max_values=0,    # numeric columns with at most this many distinct values are learnt as their values (0: the
                               # SDK's choice: values below 100, else digits or 100 quantile bins, sampled inside the bin;
                               # 2,000 on the demo tables: real values, no gain in score)
