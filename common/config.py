@@ -121,6 +121,7 @@ RULES: dict[str, Rule] = {
     "metric_noise": Rule(float, low=0, high=100),
     "ipf_pairs": _count(low=0),
     "ipf_passes": _count(low=0),
+    "ipf_triples": Rule(bool),
     "ipf_time_share": _share(),
     "oversize": Rule(float, low=1, high=10),
     "trim_batch_share": Rule(float, above=0, high=1),

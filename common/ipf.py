@@ -1,9 +1,11 @@
 """IPF weights on pool units, and expectation rounding of the weights to an (oversized) selection.
 
 `ipf` rakes one weight per pool unit so that the weighted pool matches the training targets of the univariate
-tables and of the `n_pairs` bivariate tables with the highest mutual information: table after table, each unit's
-weight is multiplied by the ratio target / current of the cells it falls in (averaged over its frame rows for a
-sequence). `expectation_rounding` turns weights into a selection whose expected composition follows them.
+tables, of the `n_pairs` bivariate tables with the highest mutual information and, with `triples`, of the objective's
+trivariate tables: table after table, each unit's weight is multiplied by the ratio target / current of the
+cells it falls in (averaged over its frame rows for a sequence). The trivariate tables come first in each pass, so
+that the univariate and bivariate ones, matched last, stay the closest. `expectation_rounding` turns weights into
+a selection whose expected composition follows them.
 """
 
 from __future__ import annotations
@@ -52,9 +54,11 @@ def _rescale(t, factor, weights, unit_ptr, codes, row_weight, cols, strides):
         weights[u] *= scale
 
 
-def ipf(problem: Problem, n_pairs: int, passes: int, deadline: float) -> np.ndarray:
-    """Weights (one per pool unit, summing to `n_target`) raked to the univariate and top-MI bivariate targets."""
-    tables = np.concatenate([np.flatnonzero(problem.table_kind == "univariate"), top_pairs(problem, n_pairs)])
+def ipf(problem: Problem, n_pairs: int, passes: int, deadline: float, triples: bool = False) -> np.ndarray:
+    """Weights (one per pool unit, summing to `n_target`) raked to the targets of the trivariate tables (with
+    `triples`), the univariate ones and the top-MI bivariate ones, in that order."""
+    kinds = ("trivariate", "univariate") if triples else ("univariate",)
+    tables = np.concatenate([*(np.flatnonzero(problem.table_kind == kind) for kind in kinds), top_pairs(problem, n_pairs)])
     codes = np.asfortranarray(problem.codes)  # a table reads two columns of every row: column-major is faster
     row_unit = np.repeat(np.arange(problem.n_units), np.diff(problem.unit_ptr))
     weights = np.full(problem.n_units, problem.n_target / problem.n_units)
@@ -68,7 +72,8 @@ def ipf(problem: Problem, n_pairs: int, passes: int, deadline: float) -> np.ndar
                     return weights
                 current = _weighted_table(t, weights, row_unit, codes, problem.row_weight, *t_args)
                 target = problem.target[problem.tables.offsets[t] : problem.tables.offsets[t + 1]]
-                factor = np.divide(target, current, out=np.ones_like(current), where=current > 0)
+                with np.errstate(over="ignore"):  # a cell with next to no weight yet: the factor is clipped below
+                    factor = np.divide(target, current, out=np.ones_like(current), where=current > 0)
                 _rescale(t, np.clip(factor, 1 / MAX_FACTOR, MAX_FACTOR), weights, problem.unit_ptr, codes, problem.row_weight, *t_args[:2])
                 progress.update(p * len(tables) + i + 1)
         progress.log("done")

@@ -21,6 +21,7 @@ class SelectionSettings:
 
     ipf_pairs: int  # bivariate tables IPF matches (top mutual information), besides all univariates
     ipf_passes: int
+    ipf_triples: bool  # IPF matches the objective's trivariate tables too (first in each pass)
     ipf_time_share: float  # at most this share of the time for IPF ...
     oversize: float  # the IPF sample is this many times the target, then trimmed
     trim_batch_share: float  # units removed per ranking round, as a share of those still to remove
@@ -67,7 +68,7 @@ def select_units(
 
     swaps = _swap_knobs(settings)
     done("random", np.sort(rng.choice(problem.n_units, problem.n_target, replace=False)))
-    weights = ipf(problem, settings.ipf_pairs, settings.ipf_passes, until(settings.ipf_time_share))
+    weights = ipf(problem, settings.ipf_pairs, settings.ipf_passes, until(settings.ipf_time_share), settings.ipf_triples)
     size = min(int(settings.oversize * problem.n_target), problem.n_units)
     units = done("ipf", expectation_rounding(weights, size, rng))
     units = done("trim", trim(problem, units, problem.n_target, until(settings.trim_time_share), settings.trim_batch_share))

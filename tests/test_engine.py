@@ -63,6 +63,18 @@ def test_ipf_matches_univariate_targets():
     np.testing.assert_allclose(weights, target[cell] / np.bincount(cell, minlength=len(target))[cell], rtol=1e-6)
 
 
+def test_ipf_with_triples_matches_what_no_pair_shows():
+    # c = a xor b: every univariate and bivariate table is uniform in training and pool alike; only the triple differs
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 2, (2, 600))
+    training = pd.DataFrame({"a": a, "b": b, "c": a ^ b}).astype(str)
+    pool = pd.DataFrame(rng.integers(0, 2, (4000, 3)), columns=["a", "b", "c"]).astype(str)
+    problem = build_problem(training, pool)
+    consistent = (pool["a"] != pool["b"]) == (pool["c"] == "1")
+    share = {triples: ipf(problem, 3, 5, FOREVER, triples)[consistent].sum() / 600 for triples in (False, True)}
+    assert share[False] == pytest.approx(0.5, abs=0.05) and share[True] > 0.99
+
+
 def test_expectation_rounding_follows_weights():
     weights = np.r_[np.full(1000, 3.0), np.full(1000, 1.0)]
     chosen = expectation_rounding(weights, 800, np.random.default_rng(1))
