@@ -4,9 +4,9 @@
         [--profile auto|gpu|cpu|smoke] [--time-budget MIN] [--set key=value ...] [--out DIR] [--seed N]
 
 Recipe (common/pipeline.py): train the MOSTLY AI generator (with "is missing" indicators) -> sample a large
-pool -> choose as many rows as the training data has: IPF on the univariates and the top mutual-information
-pairs, expectation rounding to 1.25x, trimming, swap refinement on uni-, bi- and trivariate tables -> privacy
-guard -> outputs/flat/<profile>/submission.csv and metrics.json.
+pool -> choose as many rows as the training data has: IPF on the objective's triples, the univariates and the
+top mutual-information pairs, expectation rounding to 1.25x, trimming, swap refinement on uni-, bi- and trivariate
+tables -> privacy guard -> outputs/flat/<profile>/submission.csv and metrics.json.
 """
 
 import sys
