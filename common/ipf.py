@@ -59,7 +59,7 @@ def ipf(problem: Problem, n_pairs: int, passes: int, deadline: float, triples: b
     `triples`), the univariate ones and the top-MI bivariate ones, in that order."""
     kinds = ("trivariate", "univariate") if triples else ("univariate",)
     tables = np.concatenate([*(np.flatnonzero(problem.table_kind == kind) for kind in kinds), top_pairs(problem, n_pairs)])
-    codes = np.asfortranarray(problem.codes)  # a table reads two columns of every row: column-major is faster
+    codes = np.asfortranarray(problem.codes)  # a table reads two or three columns of every row: column-major is faster
     row_unit = np.repeat(np.arange(problem.n_units), np.diff(problem.unit_ptr))
     weights = np.full(problem.n_units, problem.n_target / problem.n_units)
     t_args = (problem.tables.cols, problem.tables.strides, problem.tables.offsets)

@@ -52,8 +52,8 @@ CONFIG = dict(
                               # same score; it slows the swaps down)
     ipf_pairs=100,
     ipf_passes=5,
-    ipf_triples=True,         # IPF matches the objective's trivariate tables too (first in each pass): +0.0008 on the
-                              # demo sequences, +0.0004 on a prize pool (qa's seeds 1-20), the refinement done sooner
+    ipf_triples=True,         # IPF matches the objective's trivariate tables too (first in each pass): demo sequences
+                              # +0.0008 before the guard, +0.0003 after it; a prize pool +0.0004 (qa's seeds 1-20)
     ipf_time_share=0.3,       # at most this share of the selection's time for IPF,
     oversize=1.25,            # IPF's rounded sample is this many times the target, then trimmed
     trim_batch_share=0.5,
