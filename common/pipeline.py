@@ -303,9 +303,21 @@ def run(challenge: str, config: dict, check_only: bool = False) -> dict | None:
         steps.append({"step": step, "seconds": round(step_seconds, 1), "accuracy_expected": round(expected, 5)})
         log.info(f"{step}: expected accuracy {expected:.5f} ({step_seconds:.0f} s)")
 
+    def anneal_until(units: np.ndarray) -> float:  # the annealing leaves the DCR check the time it needs on this machine
+        clock = time.monotonic()
+        seconds = guard.reserve_seconds(problem, pool, units)
+        until = budget.end - seconds
+        if not seconds:  # no DCR check
+            return until
+        early = (": no time for the annealing" if until <= time.monotonic() else
+                 f": the annealing ends {budget.selection - until:.0f} s early" if until < budget.selection else "")
+        log.info(f"privacy: the DCR check is expected to need about {seconds:.0f} s at this machine's pace "
+                 f"(measured in {time.monotonic() - clock:.0f} s){early}")
+        return until
+
     rng = np.random.default_rng(config["seed"])
     selection = SelectionSettings.from_config(config)
-    units = select_units(problem, selection, budget.selection, rng, on_step)
+    units = select_units(problem, selection, budget.selection, rng, on_step, anneal_until)
 
     # the scores that do not depend on the submission come first: their time tells the guard how long to leave for its own
     clock = time.monotonic()

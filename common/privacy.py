@@ -64,11 +64,15 @@ TIE = 1e-6  # distances this close count as a tie (qa counts exact ties half)
 POLISH_DRAW = 100_000  # the draw that scores the polish's candidates (measurements and repairs use others)
 RANK_DRAW = 150_000  # the draw that ranks the units the polish swaps
 EXPECTED_DRAW = 200_000  # the draw whose expected shares judge the selection
+PACE_DRAW = 250_000  # the draw of the selected units whose rows measure the judge's pace
 JUDGED_ROWS = 50_000  # of a larger selection, a fixed random subset of about this many rows judges its expected share
 ACCEPTED_RISK = float(norm.sf(3.0))  # the chance of qa's share reaching the limit that passes: three standard errors
 POLISH_MIN_SECONDS = 60  # a polish needs at least this much time to swap before the run's end (besides its scoring)
 REPAIR_MARGIN = 2.0  # a repair swaps enough to lower the expected share by this many times the excess: units are
 # chosen by their closeness on draws of their own, whose random column groups are not those of the measurement
+RESERVED_EXCESS = (0.01, 0.005, 0.005)  # the repairs the DCR check's time reserve plans for, by the excess each lowers
+                                        # (the prize SEQUENTIAL data: 0.010-0.011, 0.005, 0.004; 1-4 elsewhere)
+PACE_ROWS = 5_000  # rows the judge scores to measure its pace for that reserve (fewer: a slower pace per row)
 SEQUENCE_LENGTH_COLUMN = "Sequence Length"  # qa's name for the length column it adds to sequential rows
 
 
@@ -219,6 +223,14 @@ def _nndr(distances: np.ndarray) -> float:
     return float(ratios[min(9, len(ratios) - 1)])
 
 
+def _repair_sample(excess: float, n_units: int) -> tuple[int, int]:
+    """How many selected units, and free pool units, a repair scores to lower the expected share of a selection of
+    `n_units` by `excess`: the former enough for REPAIR_MARGIN x the excess if each swap lowers the share by half a
+    unit; the latter three times as many, of which those nearer the reference are its candidates."""
+    estimate = math.ceil(2 * REPAIR_MARGIN * excess * n_units)
+    return 4 * estimate + 200, 12 * estimate + 500
+
+
 class PrivacyGuard:
     """`enforce` returns the selection with training copies swapped out and its DCR share within the limit (repaired
     where needed); `report` holds the figures for metrics.json."""
@@ -358,6 +370,22 @@ class PrivacyGuard:
         rows = (self.polish_rows if self.far is None else 0) + (int(problem.pool_groups.length[units].sum()) if self.ranking is None else 0)
         return POLISH_MIN_SECONDS + rows * self.seconds_per_row
 
+    def reserve_seconds(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray) -> float:
+        """The seconds the DCR check is expected to need for a selection like `units` (the run keeps them from the
+        annealing), at the pace this machine's judge scores rows (measured here on PACE_ROWS of them, once): the
+        judge's reading of every selected row, then a repair at each excess of RESERVED_EXCESS with a reading after
+        it; no polish. 0 without a DCR check."""
+        if "dcr_note" in self.report:
+            return 0.0
+        length = problem.pool_groups.length[units]
+        if self.seconds_per_row is None:
+            sample = np.random.default_rng([self.seed, PACE_DRAW]).permutation(units)
+            self._expected_shares(problem, pool, sample[: np.searchsorted(np.cumsum(problem.pool_groups.length[sample]), PACE_ROWS) + 1])
+        judged = min(JUDGED_ROWS, int(length.sum())) * len(self.judge.groups) / len(self.judge.draws[0])
+        reading = MEASURE_DRAWS * self.n_sample  # rows a reading scores besides the judge's (in smaller spaces: an upper bound)
+        repairs = SCORING_DRAWS * float(length.mean()) * sum(sum(_repair_sample(e, len(units))) for e in RESERVED_EXCESS)
+        return (judged + reading * (len(RESERVED_EXCESS) + 1) + repairs) * self.seconds_per_row
+
     def _rank(self, problem: Problem, pool: pd.DataFrame, units: np.ndarray) -> np.ndarray:
         """Per pool unit, its closeness to training (averaged over the column groups) on a draw of its own, for the
         given units (each scored once; others rank infinitely near). The candidates were picked on another draw,
@@ -397,14 +425,14 @@ class PrivacyGuard:
         finds the selection over the limit (the density of qa's `noise` there): qa keeps the highest group's share, so
         swaps that lower the others help little."""
         spaces = [self._space(draw + k, SCORING_ROWS) for k in range(SCORING_DRAWS)]
-        estimate = math.ceil(2 * REPAIR_MARGIN * excess * len(units))  # units to swap if each lowers the share by half a unit
-        selected, near, n_rows = self._group_closeness(spaces, problem, pool, self.rng.permutation(units)[: 4 * estimate + 200])
+        n_selected, n_free = _repair_sample(excess, len(units))
+        selected, near, n_rows = self._group_closeness(spaces, problem, pool, self.rng.permutation(units)[:n_selected])
         shares = n_rows @ near / n_rows.sum()
         weights = np.clip(shares - 0.5, 0, None) * norm.pdf((self.max_dcr_share - shares) / noise)
         weights = weights / weights.sum() if weights.sum() > 0 else np.full(len(shares), 1 / len(shares))
         near = near @ weights
         free = np.setdiff1d(np.arange(problem.n_units), units)
-        candidates, far, _ = self._group_closeness(spaces, problem, pool, self.rng.permutation(free)[: 12 * estimate + 500])
+        candidates, far, _ = self._group_closeness(spaces, problem, pool, self.rng.permutation(free)[:n_free])
         far = far @ weights
         candidates, far = candidates[far < 0.5], far[far < 0.5]
         candidates = candidates[~self.is_copy(problem, pool, candidates)]

@@ -46,11 +46,14 @@ def select_units(
     deadline: float,
     rng: np.random.Generator,
     on_step: Callable[[str, np.ndarray, float], None] | None = None,
+    anneal_until: Callable[[np.ndarray], float] | None = None,
 ) -> np.ndarray:
     """Choose `problem.n_target` pool units (indices) before `deadline` (a `time.monotonic()` value).
 
     `on_step(name, units, seconds)` is called after each step ("random", "ipf", "trim", "coherence", "refine",
-    "anneal"); "random" is a uniform random subset: what the raw pool would score.
+    "anneal"); "random" is a uniform random subset: what the raw pool would score. `anneal_until(units)`, given the
+    refined selection, can end the annealing before `deadline` (to leave later steps the time they need); no time
+    left: no annealing.
     """
     on_step = on_step or (lambda name, units, seconds: None)
     budget = max(deadline - time.monotonic(), 0.0)
@@ -78,8 +81,10 @@ def select_units(
                                          table_beta=np.zeros_like(problem.table_beta), name="coherence", **swaps))
     screen = _screen(problem, settings)
     units = done("refine", refine(problem, units, rng, deadline, candidate_weights=weights, screen_tables=screen, **swaps))
-    if settings.anneal_sweeps:
-        units = done("anneal", anneal(problem, units, rng, deadline, settings.anneal_sweeps, settings.anneal_temperature,
+    anneal_deadline = min(deadline, anneal_until(units)) if settings.anneal_sweeps and anneal_until else deadline
+    clock = time.monotonic()  # the annealing's time starts here
+    if settings.anneal_sweeps and anneal_deadline > time.monotonic():
+        units = done("anneal", anneal(problem, units, rng, anneal_deadline, settings.anneal_sweeps, settings.anneal_temperature,
                                       candidate_weights=weights, screen_tables=screen, **swaps))
     return units
 

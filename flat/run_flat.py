@@ -25,7 +25,7 @@ CONFIG = dict(
     selection_minutes=5,      # kept for the selection (training is cut short to leave it)
     finish_minutes=15,        # kept at the end for the privacy check (repairs and polish), scores and writing, with a
                               # holdout (without one, at most 1 min; the guard took 5-20 min on the demo, census and
-                              # credit-card tables, 2 cores)
+                              # credit-card tables, 2 cores; annealing ends earlier where the guard's pace needs more)
     # generator (MOSTLY AI SDK, TabularARGN)
     model="MOSTLY_AI/Medium",
     column_order="training",  # the order the model learns the columns in: "training" (as the training data has them)
@@ -61,8 +61,9 @@ CONFIG = dict(
     refine_patience=10,       # converged when the last this-many chunks kept < 0.05 % of their swaps
     refine_finalists=2,       # screened candidates scored on every table
     anneal_sweeps=0.0,        # then simulated annealing: swap attempts per selected row (0: none; 100 lifts census,
-                              # 0.9883 -> 0.9886, and credit-card, 0.9754 -> 0.9759, through the privacy guard, but on
-                              # the demo table it takes 17 minutes that its guard needs: a 96-minute cpu run) ...
+                              # 0.9883 -> 0.9886, and credit-card, 0.9754 -> 0.9759, through the privacy guard; the
+                              # demo table +0.0001 in 17 minutes, and a 96-minute cpu run before annealing gave way
+                              # to the guard) ...
     anneal_temperature=0.1,   # ... from this temperature (units of 1 / target size) down to 1/300 of it
     # privacy (common/privacy.py)
     max_dcr_share=0.52,       # qa's DCR share the submission must stay under (repaired by swaps when above; needs --holdout)

@@ -162,6 +162,18 @@ def test_annealing_leaves_the_local_optimum_of_single_swaps():
     np.testing.assert_array_equal(anneal(problem, units, rng, 0.0, sweeps=200, temperature=0.1), units)
 
 
+def test_the_annealing_ends_when_the_steps_after_the_selection_need_the_time():
+    from common.select import SelectionSettings, select_units
+    from flat.run_flat import CONFIG
+
+    problem = build_problem(flat_table(300, 5), flat_table(2000, 6))
+    settings = SelectionSettings.from_config(CONFIG | {"anneal_sweeps": 100.0})
+    for until, annealed in ((lambda units: 0.0, False), (lambda units: math.inf, True)):
+        steps = []
+        select_units(problem, settings, time.monotonic() + 20, np.random.default_rng(0), lambda name, *_: steps.append(name), until)
+        assert ("anneal" in steps) == annealed and steps[-2 if annealed else -1] == "refine"
+
+
 def run_pipeline(problem, seed):
     rng = np.random.default_rng(seed)
     weights = ipf(problem, n_pairs=10, passes=2, deadline=FOREVER)

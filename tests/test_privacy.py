@@ -162,6 +162,20 @@ def test_no_polish_starts_without_the_time_to_score_its_candidates_and_swap(capl
     assert "no polish: it needs about" in caplog.text
 
 
+def test_the_time_kept_for_the_dcr_check_follows_the_pace_of_the_machine():
+    training, holdout, pool, problem, selection = hugging_selection()
+    guard = PrivacyGuard(training, holdout, None, max_dcr_share=0.52, seed=0)
+    reserve = guard.reserve_seconds(problem, pool, selection)
+    assert reserve > 0 and guard.seconds_per_row > 0
+    assert not np.isnan(guard.closeness[np.sort(selection), 0]).any()  # the rows it scored are kept for the first reading
+    slower = PrivacyGuard(training, holdout, None, max_dcr_share=0.52, seed=0)
+    slower.seconds_per_row = 10 * guard.seconds_per_row  # a machine ten times slower, its pace measured already
+    slower._expected_shares(problem, pool, selection[:10])  # (the judge exists)
+    assert slower.reserve_seconds(problem, pool, selection) == pytest.approx(10 * reserve)
+    without_holdout = PrivacyGuard(training, None, None, max_dcr_share=0.52, seed=0)
+    assert without_holdout.reserve_seconds(problem, pool, selection) == 0
+
+
 def test_readings_of_one_selection_agree_and_score_each_row_once():
     training, holdout, pool, problem, selection = hugging_selection()
     guard = PrivacyGuard(training, holdout, None, max_dcr_share=0.52, seed=0)
