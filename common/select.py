@@ -81,11 +81,12 @@ def select_units(
                                          table_beta=np.zeros_like(problem.table_beta), name="coherence", **swaps))
     screen = _screen(problem, settings)
     units = done("refine", refine(problem, units, rng, deadline, candidate_weights=weights, screen_tables=screen, **swaps))
-    anneal_deadline = min(deadline, anneal_until(units)) if settings.anneal_sweeps and anneal_until else deadline
-    clock = time.monotonic()  # the annealing's time starts here
-    if settings.anneal_sweeps and anneal_deadline > time.monotonic():
-        units = done("anneal", anneal(problem, units, rng, anneal_deadline, settings.anneal_sweeps, settings.anneal_temperature,
-                                      candidate_weights=weights, screen_tables=screen, **swaps))
+    if settings.anneal_sweeps:
+        anneal_deadline = min(deadline, anneal_until(units)) if anneal_until else deadline
+        clock = time.monotonic()  # the annealing's time starts here, not with what `anneal_until` took
+        if anneal_deadline > clock:
+            units = done("anneal", anneal(problem, units, rng, anneal_deadline, settings.anneal_sweeps,
+                                          settings.anneal_temperature, candidate_weights=weights, screen_tables=screen, **swaps))
     return units
 
 
